@@ -1,0 +1,386 @@
+"""Typed, validated configuration of one tenant data set.
+
+One YAML file describes one tenant data set: where its files are, the declared
+schema, the record key, how to ingest it and how to segment it. The file is
+parsed into the pydantic models below and validated before any Spark work, so
+that a typo fails in a second with the file, the key and the allowed values.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from stratify_spark.errors import ConfigError
+
+IDENTIFIER_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+COLUMN_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+DECIMAL_TYPE_PATTERN = re.compile(r"^decimal\(\s*(\d{1,2})\s*,\s*(\d{1,2})\s*\)$")
+
+SIMPLE_TYPES = ("string", "integer", "long", "double", "boolean", "date", "timestamp")
+NUMERIC_TYPES = ("integer", "long", "double")
+ALLOWED_TYPES_TEXT = "string, integer, long, double, decimal(p,s), boolean, date, timestamp"
+
+
+def validate_identifier(value: str, what: str) -> str:
+    """Return `value` if it is a safe tenant or data set id, else raise ConfigError.
+
+    The id becomes part of table paths and SQL predicates, so only lowercase
+    letters, digits and underscores are accepted.
+    """
+    if not isinstance(value, str) or not IDENTIFIER_PATTERN.match(value):
+        raise ConfigError(
+            f"invalid {what} {value!r}: expected 1 to 63 characters of lowercase letters, "
+            "digits and underscores, starting with a letter (for example 'acme_retail')"
+        )
+    return value
+
+
+def validate_run_id(value: str) -> str:
+    """Return `value` if it is a safe run id, else raise ConfigError."""
+    if not isinstance(value, str) or not RUN_ID_PATTERN.match(value):
+        raise ConfigError(
+            f"invalid run id {value!r}: expected 1 to 64 characters of letters, digits, "
+            "'_' and '-', starting with a letter or digit"
+        )
+    return value
+
+
+class StrictModel(BaseModel):
+    """Base model: unknown keys are errors and values are not coerced across types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class CsvOptions(StrictModel):
+    """Options of the CSV reader; each maps to the Spark CSV option of the same meaning."""
+
+    delimiter: str = Field(",", description="field separator, one character")
+    quote: str = Field('"', description="quote character, one character")
+    escape: str = Field('"', description="escape character inside quoted fields, one character")
+    header: bool = Field(True, description="the first line of every file holds column names")
+    encoding: str = Field("UTF-8", description="character set, for example UTF-8 or ISO-8859-1")
+    multi_line: bool = Field(False, description="quoted fields may contain line breaks")
+
+    @field_validator("delimiter", "quote", "escape")
+    @classmethod
+    def _one_character(cls, value: str) -> str:
+        if len(value) != 1:
+            raise ValueError(f"must be exactly one character, got {len(value)} characters")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError("unknown character set; use for example UTF-8, ISO-8859-1 or windows-1252") from None
+        return value
+
+
+class SourceConfig(StrictModel):
+    """Where the source files are and how to read them."""
+
+    format: Literal["csv", "json", "parquet"]
+    path: Optional[str] = Field(None, description="file, folder or glob; --source on the command line overrides it")
+    csv: Optional[CsvOptions] = None
+
+    @model_validator(mode="after")
+    def _csv_options_only_for_csv(self) -> "SourceConfig":
+        if self.csv is not None and self.format != "csv":
+            raise ValueError(f"'csv' options are only allowed with format 'csv', not {self.format!r}")
+        return self
+
+    @property
+    def csv_options(self) -> CsvOptions:
+        return self.csv or CsvOptions()
+
+
+class ColumnSpec(StrictModel):
+    """One declared column of the target table."""
+
+    name: str
+    type: str
+    source: Optional[str] = Field(None, description="column name in the source file; defaults to name")
+    required: bool = False
+    format: Optional[str] = Field(None, description="date or timestamp pattern, for example dd/MM/yyyy")
+    decimal_separator: Literal[".", ","] = "."
+    thousands_separator: Optional[Literal[",", ".", " ", "'", "_"]] = None
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not COLUMN_NAME_PATTERN.match(value):
+            raise ValueError(
+                "column names must be letters, digits and underscores, starting with a letter or "
+                "underscore; map a source header such as 'First Name' with 'source'"
+            )
+        return value
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        normalized = value.strip().lower()
+        if normalized in SIMPLE_TYPES:
+            return normalized
+        match = DECIMAL_TYPE_PATTERN.match(normalized)
+        if match:
+            precision, scale = int(match.group(1)), int(match.group(2))
+            if not 1 <= precision <= 38 or scale > precision:
+                raise ValueError("decimal(p,s) needs 1 <= p <= 38 and 0 <= s <= p")
+            return f"decimal({precision},{scale})"
+        raise ValueError(f"unknown type; allowed: {ALLOWED_TYPES_TEXT}")
+
+    @model_validator(mode="after")
+    def _formats_fit_type(self) -> "ColumnSpec":
+        if self.format is not None and self.type not in ("date", "timestamp"):
+            raise ValueError(f"'format' is only allowed for date and timestamp columns, not {self.type}")
+        is_number = self.is_numeric
+        if not is_number and (self.decimal_separator != "." or self.thousands_separator is not None):
+            raise ValueError("'decimal_separator' and 'thousands_separator' are only allowed for numeric columns")
+        if self.thousands_separator is not None and self.thousands_separator == self.decimal_separator:
+            raise ValueError("'thousands_separator' must differ from 'decimal_separator'")
+        return self
+
+    @property
+    def source_name(self) -> str:
+        return self.source if self.source is not None else self.name
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type in NUMERIC_TYPES or self.type.startswith("decimal(")
+
+
+class KeyConfig(StrictModel):
+    """The record key: declared columns, or a key generated from the row content."""
+
+    columns: Optional[list[str]] = None
+    generate: bool = False
+    duplicates: Literal["fail", "keep_first", "keep_last"] = "fail"
+    order_by: Optional[str] = Field(
+        None, description="column that decides first and last among duplicates; defaults to source file and position"
+    )
+
+    @model_validator(mode="after")
+    def _columns_or_generate(self) -> "KeyConfig":
+        if bool(self.columns) == self.generate:
+            raise ValueError("declare exactly one of 'columns' (a non-empty list) or 'generate: true'")
+        if self.generate and self.order_by is not None:
+            raise ValueError("'order_by' only applies to declared key columns")
+        return self
+
+
+class IngestConfig(StrictModel):
+    """How an ingest changes the data set table."""
+
+    mode: Literal["append", "overwrite"] = "append"
+
+
+class FeatureSpec(StrictModel):
+    """One numeric feature of a segmentation run."""
+
+    name: str
+    missing: Literal["drop", "mean", "median", "fail"] = "fail"
+    log1p: bool = Field(False, description="apply log(1 + x) before scaling; values must be >= 0")
+
+
+class KMeansParams(StrictModel):
+    """Parameters of pyspark.ml.clustering.KMeans."""
+
+    name: Literal["kmeans"]
+    k: int = Field(..., ge=2, le=1000, description="number of segments requested")
+    seed: int = 42
+    max_iter: int = Field(20, ge=1, le=1000)
+    tol: float = Field(1e-4, ge=0.0)
+    init_mode: Literal["k-means||", "random"] = "k-means||"
+    init_steps: int = Field(2, ge=1, le=100)
+    distance_measure: Literal["euclidean", "cosine"] = "euclidean"
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+class BisectingKMeansParams(StrictModel):
+    """Parameters of pyspark.ml.clustering.BisectingKMeans."""
+
+    name: Literal["bisecting_kmeans"]
+    k: int = Field(..., ge=2, le=1000, description="number of leaf segments requested")
+    seed: int = 42
+    max_iter: int = Field(20, ge=1, le=1000)
+    min_divisible_cluster_size: float = Field(1.0, gt=0.0)
+    distance_measure: Literal["euclidean", "cosine"] = "euclidean"
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+AlgorithmConfig = Annotated[Union[KMeansParams, BisectingKMeansParams], Field(discriminator="name")]
+
+
+class SegmentConfig(StrictModel):
+    """Features and algorithm of a segmentation run."""
+
+    features: list[FeatureSpec] = Field(..., min_length=1)
+    scaling: Literal["standard", "minmax", "none"] = "standard"
+    algorithm: AlgorithmConfig
+
+
+class DatasetConfig(StrictModel):
+    """The whole config file of one tenant data set."""
+
+    tenant: str
+    dataset: str
+    source: SourceConfig
+    columns: list[ColumnSpec] = Field(..., min_length=1)
+    key: Optional[KeyConfig] = None
+    ingest: IngestConfig = IngestConfig()
+    segment: Optional[SegmentConfig] = None
+
+    @field_validator("tenant", "dataset")
+    @classmethod
+    def _safe_identifier(cls, value: str) -> str:
+        if not IDENTIFIER_PATTERN.match(value):
+            raise ValueError(
+                "expected 1 to 63 characters of lowercase letters, digits and underscores, starting with a letter"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> "DatasetConfig":
+        names = [column.name for column in self.columns]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"column names must be unique; repeated: {', '.join(duplicated)}")
+        reserved = sorted(set(names) & RESERVED_COLUMNS)
+        if reserved:
+            raise ValueError(f"column names {reserved} are reserved for columns the ingest adds; rename them")
+
+        by_name = {column.name: column for column in self.columns}
+        if self.key is not None:
+            for key_column in (self.key.columns or []) + ([self.key.order_by] if self.key.order_by else []):
+                if key_column not in by_name:
+                    raise ValueError(f"key column {key_column!r} is not a declared column; declared: {', '.join(names)}")
+
+        if self.segment is not None:
+            if self.key is None:
+                raise ValueError("'segment' needs a 'key' (declared columns or 'generate: true') to name the rows")
+            feature_names = [feature.name for feature in self.segment.features]
+            for feature in feature_names:
+                if feature not in by_name:
+                    raise ValueError(f"feature {feature!r} is not a declared column; declared: {', '.join(names)}")
+                if not by_name[feature].is_numeric:
+                    raise ValueError(
+                        f"feature {feature!r} has type {by_name[feature].type}; features must be integer, "
+                        "long, double or decimal"
+                    )
+            if len(set(feature_names)) != len(feature_names):
+                raise ValueError("each feature may be listed once")
+        return self
+
+
+RESERVED_COLUMNS = frozenset({"record_key", "source_file", "ingest_id", "ingested_at"})
+
+
+def _reject_duplicate_keys(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node)
+        if key in mapping:
+            raise ConfigError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}; keep one of them")
+        mapping[key] = loader.construct_object(value_node, deep=True)
+    return mapping
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    pass
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _reject_duplicate_keys)
+
+
+def _allowed_keys(model: Any, location: tuple[Any, ...]) -> Optional[list[str]]:
+    """Return the field names allowed at the mapping that holds `location`, if it can be found."""
+    current = model
+    for part in location[:-1]:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields is None:
+            return None
+        if part not in fields:
+            # Discriminated unions add the tag value as a location step.
+            for candidate in (KMeansParams, BisectingKMeansParams):
+                if candidate.model_fields["name"].annotation.__args__[0] == part:
+                    current = candidate
+                    break
+            else:
+                return None
+            continue
+        annotation = fields[part].annotation
+        current = _model_in_annotation(annotation)
+        if current is None:
+            return None
+    fields = getattr(current, "model_fields", None)
+    return sorted(fields) if fields else None
+
+
+def _model_in_annotation(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in getattr(annotation, "__args__", ()) or ():
+        found = _model_in_annotation(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    lines = [f"{source}: invalid config ({error.error_count()} problem(s)):"]
+    for item in error.errors():
+        location = tuple(item["loc"])
+        key = ".".join(str(part) for part in location) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            allowed = _allowed_keys(DatasetConfig, location)
+            hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
+            lines.append(f"  - {key}: unknown key{hint}")
+        elif item["type"] == "missing":
+            lines.append(f"  - {key}: required key is missing")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"  - {key}: invalid value {item['input']!r}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "<config>") -> DatasetConfig:
+    """Validate an already-parsed YAML document and return the typed config."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    try:
+        return DatasetConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(source, error)) from None
+
+
+def load_config(path: str | Path) -> DatasetConfig:
+    """Read and validate one YAML config file; raise ConfigError naming the file on any problem."""
+    config_path = Path(path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {config_path}; pass the path of a YAML file such as conf/demo.yaml") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file {config_path}: {error}") from None
+
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except ConfigError as error:
+        raise ConfigError(f"{config_path}: {error}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{config_path}: not valid YAML: {error}") from None
+    return parse_config(data, str(config_path))

@@ -1,0 +1,247 @@
+"""Delta table locations, schemas and writers shared by every job.
+
+Layout under the warehouse root:
+
+    datasets/<tenant>/<dataset>/   one Delta table per tenant data set
+    tables/<name>/                 shared tables, partitioned by tenant (see TABLES)
+
+Tenant ids, data set names and run ids reach paths and predicates only after
+the patterns in `stratify_spark.config` have accepted them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional, TypeVar
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+from stratify_spark.config import validate_identifier, validate_run_id
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_NAME = "stratify"
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A shared table: its name in the SQL schema, its columns and its partition columns."""
+
+    name: str
+    schema: T.StructType
+    partition_by: tuple[str, ...]
+
+
+def _fields(*fields: tuple[str, T.DataType]) -> T.StructType:
+    return T.StructType([T.StructField(name, data_type, True) for name, data_type in fields])
+
+
+INGESTS = TableSpec(
+    "ingests",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("ingest_id", T.StringType()),
+        ("mode", T.StringType()), ("source_path", T.StringType()), ("status", T.StringType()),
+        ("error", T.StringType()), ("started_at", T.TimestampType()), ("finished_at", T.TimestampType()),
+        ("seconds", T.DoubleType()), ("rows_read", T.LongType()), ("rows_loaded", T.LongType()),
+        ("rows_quarantined", T.LongType()), ("duplicate_keys", T.LongType()),
+        ("reason_counts", T.MapType(T.StringType(), T.LongType())), ("data_version", T.LongType()),
+    ),
+    ("tenant",),
+)
+
+QUARANTINE = TableSpec(
+    "quarantine",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("ingest_id", T.StringType()),
+        ("source_file", T.StringType()), ("reason_code", T.StringType()), ("reason", T.StringType()),
+        ("raw", T.MapType(T.StringType(), T.StringType())), ("quarantined_at", T.TimestampType()),
+    ),
+    ("tenant", "dataset"),
+)
+
+RUNS = TableSpec(
+    "runs",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("run_id", T.StringType()),
+        ("status", T.StringType()), ("error", T.StringType()), ("algorithm", T.StringType()),
+        ("parameters", T.StringType()), ("config", T.StringType()), ("data_version", T.LongType()),
+        ("created_at", T.TimestampType()), ("started_at", T.TimestampType()),
+        ("finished_at", T.TimestampType()), ("seconds", T.DoubleType()), ("rows_input", T.LongType()),
+        ("rows_used", T.LongType()), ("rows_dropped", T.LongType()), ("k_requested", T.IntegerType()),
+        ("k_produced", T.IntegerType()),
+    ),
+    ("tenant",),
+)
+
+ASSIGNMENTS = TableSpec(
+    "assignments",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("run_id", T.StringType()),
+        ("record_key", T.StringType()), ("segment_id", T.IntegerType()), ("distance", T.DoubleType()),
+    ),
+    ("tenant", "run_id"),
+)
+
+SEGMENT_PROFILES = TableSpec(
+    "segment_profiles",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("run_id", T.StringType()),
+        ("segment_id", T.IntegerType()), ("size", T.LongType()), ("share", T.DoubleType()),
+        ("feature", T.StringType()), ("mean", T.DoubleType()), ("stddev", T.DoubleType()),
+        ("min", T.DoubleType()), ("p25", T.DoubleType()), ("median", T.DoubleType()),
+        ("p75", T.DoubleType()), ("max", T.DoubleType()), ("null_rate", T.DoubleType()),
+        ("centre", T.DoubleType()), ("overall_mean", T.DoubleType()), ("z_score", T.DoubleType()),
+    ),
+    ("tenant", "run_id"),
+)
+
+RUN_METRICS = TableSpec(
+    "run_metrics",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("run_id", T.StringType()),
+        ("metric", T.StringType()), ("value", T.DoubleType()), ("detail", T.StringType()),
+    ),
+    ("tenant", "run_id"),
+)
+
+TABLES = (INGESTS, QUARANTINE, RUNS, ASSIGNMENTS, SEGMENT_PROFILES, RUN_METRICS)
+RUN_RESULT_TABLES = (ASSIGNMENTS, SEGMENT_PROFILES, RUN_METRICS)
+
+
+def table_path(warehouse: str, spec: TableSpec) -> str:
+    return f"{warehouse}/tables/{spec.name}"
+
+
+def dataset_path(warehouse: str, tenant: str, dataset: str) -> str:
+    validate_identifier(tenant, "tenant id")
+    validate_identifier(dataset, "data set name")
+    return f"{warehouse}/datasets/{tenant}/{dataset}"
+
+
+def run_predicate(tenant: str, run_id: str) -> str:
+    """Return the SQL predicate that selects one run's partition; both ids are validated first."""
+    validate_identifier(tenant, "tenant id")
+    validate_run_id(run_id)
+    return f"tenant = '{tenant}' AND run_id = '{run_id}'"
+
+
+def is_delta_table(spark: SparkSession, path: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.isDeltaTable(spark, path)
+
+
+def retry_on_conflict(action: Callable[[], _T], what: str, attempts: int = 5) -> _T:
+    """Run `action`, retrying when a concurrent Delta commit conflicts with it.
+
+    Two jobs that create the same shared table, or update the same table at the
+    same moment, lose the optimistic-concurrency race at most a few times.
+    """
+    from delta.exceptions import DeltaConcurrentModificationException
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except DeltaConcurrentModificationException as error:
+            if attempt == attempts:
+                raise
+            logger.warning("concurrent Delta commit on %s (attempt %d of %d), retrying: %s",
+                           what, attempt, attempts, str(error).splitlines()[0])
+            time.sleep(0.5 * attempt)
+        except Exception as error:  # Concurrent table creation surfaces as a plain analysis error.
+            if attempt == attempts or "already exists" not in str(error).lower():
+                raise
+            logger.warning("table %s was created concurrently (attempt %d of %d), retrying", what, attempt, attempts)
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
+
+
+def ensure_table(spark: SparkSession, warehouse: str, spec: TableSpec) -> str:
+    """Create the shared table if it does not exist yet and return its path."""
+    from delta.tables import DeltaTable
+
+    path = table_path(warehouse, spec)
+
+    def create() -> None:
+        (
+            DeltaTable.createIfNotExists(spark)
+            .location(path)
+            .addColumns(spec.schema)
+            .partitionedBy(*spec.partition_by)
+            .execute()
+        )
+
+    if not is_delta_table(spark, path):
+        retry_on_conflict(create, spec.name)
+    return path
+
+
+def append_rows(spark: SparkSession, warehouse: str, spec: TableSpec, df: DataFrame) -> None:
+    """Append rows to a shared table, in the table's column order."""
+    path = ensure_table(spark, warehouse, spec)
+    ordered = df.select(*[field.name for field in spec.schema.fields])
+    retry_on_conflict(lambda: ordered.write.format("delta").mode("append").save(path), spec.name)
+
+
+def replace_run_rows(spark: SparkSession, warehouse: str, spec: TableSpec, tenant: str, run_id: str,
+                     df: DataFrame) -> None:
+    """Replace one run's rows in a shared table in one commit, leaving every other run untouched."""
+    path = ensure_table(spark, warehouse, spec)
+    ordered = df.select(*[field.name for field in spec.schema.fields])
+    writer = (
+        ordered.write.format("delta").mode("overwrite")
+        .option("replaceWhere", run_predicate(tenant, run_id))
+    )
+    retry_on_conflict(lambda: writer.save(path), spec.name)
+
+
+def delete_run_rows(spark: SparkSession, warehouse: str, spec: TableSpec, tenant: str, run_id: str) -> None:
+    """Delete one run's rows from a shared table, if the table exists."""
+    from delta.tables import DeltaTable
+
+    path = table_path(warehouse, spec)
+    if is_delta_table(spark, path):
+        predicate = run_predicate(tenant, run_id)
+        retry_on_conflict(lambda: DeltaTable.forPath(spark, path).delete(predicate), spec.name)
+
+
+def rows_df(spark: SparkSession, spec: TableSpec, rows: list[dict]) -> DataFrame:
+    """Build a small DataFrame with the table's schema from Python dicts (ledger rows, not data)."""
+    names = [field.name for field in spec.schema.fields]
+    return spark.createDataFrame([tuple(row.get(name) for name in names) for row in rows], spec.schema)
+
+
+def register_tables(spark: SparkSession, warehouse: str, schema_name: str = SCHEMA_NAME) -> list[str]:
+    """Register every existing shared table as `<schema>.<name>` by location; return the names.
+
+    Registering by location at session start works with any catalog, including the
+    in-memory one, so no job depends on a shared metastore.
+    """
+    spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema_name}")
+    registered = []
+    for spec in TABLES:
+        path = table_path(warehouse, spec)
+        if is_delta_table(spark, path):
+            escaped = path.replace("\\", "\\\\").replace("'", "\\'")
+            spark.sql(f"CREATE TABLE IF NOT EXISTS {schema_name}.{spec.name} USING delta LOCATION '{escaped}'")
+            registered.append(f"{schema_name}.{spec.name}")
+    return registered
+
+
+def latest_commit(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
+    """Return the newest Delta version of a table and that commit's operation metrics."""
+    from delta.tables import DeltaTable
+
+    row = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()
+    return int(row["version"]), dict(row["operationMetrics"] or {})
+
+
+def current_version(spark: SparkSession, path: str) -> Optional[int]:
+    if not is_delta_table(spark, path):
+        return None
+    return latest_commit(spark, path)[0]
