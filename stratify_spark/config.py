@@ -384,3 +384,23 @@ def load_config(path: str | Path) -> DatasetConfig:
     except yaml.YAMLError as error:
         raise ConfigError(f"{config_path}: not valid YAML: {error}") from None
     return parse_config(data, str(config_path))
+
+
+def apply_overrides(config: DatasetConfig, source: str, algorithm: Optional[str] = None,
+                    k: Optional[int] = None) -> DatasetConfig:
+    """Return the config with command-line overrides of the algorithm and k, validated again."""
+    if algorithm is None and k is None:
+        return config
+    if config.segment is None:
+        raise ConfigError(f"{source}: --algorithm and --k need a 'segment' section in the config")
+    data = config.model_dump(exclude_none=True)
+    current = data["segment"]["algorithm"]
+    if algorithm is not None and algorithm != current["name"]:
+        # Parameters of one algorithm do not all exist in the other; keep the shared ones.
+        shared = {"k", "seed", "max_iter", "distance_measure"}
+        current = {key: value for key, value in current.items() if key in shared}
+        current["name"] = algorithm
+    if k is not None:
+        current["k"] = k
+    data["segment"]["algorithm"] = current
+    return parse_config(data, f"{source} (with command-line overrides)")

@@ -1,0 +1,58 @@
+"""The run ledger: one row per run in the `runs` table, moved through its statuses with MERGE."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from stratify_spark import tables
+from stratify_spark.config import DatasetConfig, validate_identifier, validate_run_id
+
+STATUSES = ("pending", "running", "succeeded", "failed")
+
+
+class RunLedger:
+    """Keeps one run's row in memory and writes it whole on every status change."""
+
+    def __init__(self, spark: SparkSession, warehouse: str, config: DatasetConfig, run_id: str) -> None:
+        self.spark = spark
+        self.warehouse = warehouse
+        self.row: dict[str, Any] = {
+            "tenant": validate_identifier(config.tenant, "tenant id"),
+            "dataset": validate_identifier(config.dataset, "data set name"),
+            "run_id": validate_run_id(run_id),
+            "created_at": self.now(),
+        }
+
+    @staticmethod
+    def now() -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+    def record(self, **changes: Any) -> None:
+        """Apply `changes` to the run row and upsert it into `runs` (keyed by tenant and run id)."""
+        from delta.tables import DeltaTable
+
+        status = changes.get("status")
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"unknown run status {status!r}; known: {STATUSES}")
+        if status in ("pending", "running"):
+            changes.setdefault("error", None)
+        self.row.update(changes)
+
+        path = tables.ensure_table(self.spark, self.warehouse, tables.RUNS)
+        source = tables.rows_df(self.spark, tables.RUNS, [self.row])
+        # The literal tenant in the condition lets Delta see that runs of other tenants cannot conflict.
+        condition = f"t.tenant = '{self.row['tenant']}' AND t.run_id = s.run_id"
+
+        def merge() -> None:
+            (
+                DeltaTable.forPath(self.spark, path).alias("t")
+                .merge(source.alias("s"), condition)
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+
+        tables.retry_on_conflict(merge, tables.RUNS.name)

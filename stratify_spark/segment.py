@@ -1,0 +1,203 @@
+"""One segmentation run: pinned data version, features, clustering, and all result tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from stratify_spark import tables
+from stratify_spark.clustering import DISTANCE_COLUMN, SEGMENT_COLUMN, assign, fit, silhouette
+from stratify_spark.config import DatasetConfig, validate_run_id
+from stratify_spark.errors import ConfigError, InputError
+from stratify_spark.features import apply_feature_plan, fit_feature_plan, with_raw_features
+from stratify_spark.keys import RECORD_KEY_COLUMN
+from stratify_spark.logs import context_logger
+from stratify_spark.profiles import PROFILE_COLUMNS, format_segment_table, segment_profiles, summarize_segments
+from stratify_spark.runs import RunLedger
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced; `summary()` is the job's one-line JSON summary."""
+
+    tenant: str
+    dataset: str
+    run_id: str
+    data_version: int
+    algorithm: str
+    k_requested: int
+    k_produced: int
+    rows_input: int
+    rows_used: int
+    rows_dropped: int
+    metrics: dict[str, Optional[float]] = field(default_factory=dict)
+    silhouette_distance: str = ""
+    segments: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "job": "segment", "status": "succeeded", "tenant": self.tenant, "dataset": self.dataset,
+            "run_id": self.run_id, "data_version": self.data_version, "algorithm": self.algorithm,
+            "k_requested": self.k_requested, "k_produced": self.k_produced, "rows_input": self.rows_input,
+            "rows_used": self.rows_used, "rows_dropped": self.rows_dropped, "metrics": self.metrics,
+            "silhouette_distance": self.silhouette_distance,
+            "segment_sizes": {str(segment["segment_id"]): segment["size"] for segment in self.segments},
+            "seconds": self.seconds,
+        }
+
+
+def new_run_id() -> str:
+    return f"run-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def resolve_version(spark: SparkSession, path: str, requested: Optional[int], where: str) -> int:
+    """Return the Delta version to read: the requested one if it exists, else the latest."""
+    latest = tables.current_version(spark, path)
+    if latest is None:
+        raise InputError(f"{where}: no data set table at {path}; ingest it first with jobs/ingest.py")
+    if requested is None:
+        return latest
+    if requested < 0 or requested > latest:
+        raise InputError(f"{where}: data version {requested} does not exist; versions 0 to {latest} exist")
+    return requested
+
+
+def run_segment(
+    spark: SparkSession,
+    config: DatasetConfig,
+    warehouse: str,
+    run_id: Optional[str] = None,
+    data_version: Optional[int] = None,
+) -> RunResult:
+    """Segment the data set at one Delta version and write runs, assignments, profiles and metrics.
+
+    The run is recorded as pending, then running, then succeeded or failed. Results
+    of the same run id are replaced, never appended; a failed run's results are
+    deleted, so readers never see partial results under a finished run.
+    """
+    if config.segment is None:
+        raise ConfigError(f"config for {config.tenant}/{config.dataset} has no 'segment' section")
+    segment_config = config.segment
+    params = segment_config.algorithm
+    run_id = validate_run_id(run_id or new_run_id())
+    where = f"{config.tenant}/{config.dataset} run {run_id}"
+    log = context_logger(logger, config.tenant, config.dataset, run_id)
+    started = time.monotonic()
+
+    ledger = RunLedger(spark, warehouse, config, run_id)
+    ledger.record(status="pending", algorithm=params.name, parameters=params.model_dump_json(),
+                  config=config.model_dump_json(), k_requested=params.k)
+    assigned: Optional[DataFrame] = None
+    try:
+        path = tables.dataset_path(warehouse, config.tenant, config.dataset)
+        version = resolve_version(spark, path, data_version, where)
+        ledger.record(status="running", data_version=version, started_at=ledger.now())
+        log.info("segment started: algorithm=%s k=%d data_version=%d", params.name, params.k, version)
+
+        data = spark.read.format("delta").option("versionAsOf", version).load(path)
+        if RECORD_KEY_COLUMN not in data.columns:
+            raise InputError(f"{where}: the data set table has no record_key column; declare 'key' in the "
+                             "config and ingest again with --mode overwrite")
+
+        # Features: one aggregation pass for imputation, one for scaling, then per-row transforms.
+        raw = with_raw_features(data, RECORD_KEY_COLUMN, list(segment_config.features))
+        plan = fit_feature_plan(raw, segment_config, where)
+        features = apply_feature_plan(raw, plan)
+        log.info("features ready: rows_input=%d rows_dropped=%d", plan.rows_input, plan.rows_dropped)
+
+        clustering = fit(features, params)
+        dimensions = len(plan.features)
+        # Cached after the fit, not before it: assignments, profiles and silhouette all reuse it.
+        assigned = assign(features, clustering, params.distance_measure, dimensions).persist(StorageLevel.MEMORY_AND_DISK)
+
+        centres = [plan.to_original_units(centre) for centre in clustering.centres]
+        profile_rows = [row.asDict() for row in segment_profiles(assigned, plan, centres).collect()]
+        k_produced = len({row[SEGMENT_COLUMN] for row in profile_rows})
+        silhouette_value, silhouette_distance = silhouette(assigned, params.distance_measure, k_produced)
+        metrics = {
+            "training_cost": clustering.training_cost,
+            "silhouette": silhouette_value,
+            "iterations": float(clustering.iterations) if clustering.iterations is not None else None,
+        }
+
+        run_columns = [F.lit(config.tenant).alias("tenant"), F.lit(config.dataset).alias("dataset"),
+                       F.lit(run_id).alias("run_id")]
+        tables.replace_run_rows(spark, warehouse, tables.ASSIGNMENTS, config.tenant, run_id, assigned.select(
+            *run_columns, F.col(RECORD_KEY_COLUMN).alias("record_key"), SEGMENT_COLUMN, DISTANCE_COLUMN,
+        ))
+        profile_df = spark.createDataFrame(
+            [tuple(row[name] for name in PROFILE_COLUMNS) for row in profile_rows],
+            _profile_schema(),
+        )
+        tables.replace_run_rows(spark, warehouse, tables.SEGMENT_PROFILES, config.tenant, run_id,
+                                profile_df.select(*run_columns, *PROFILE_COLUMNS))
+        metric_rows = _metric_rows(metrics, silhouette_distance, params.k, k_produced, plan)
+        tables.replace_run_rows(spark, warehouse, tables.RUN_METRICS, config.tenant, run_id,
+                                spark.createDataFrame(metric_rows, "metric string, value double, detail string")
+                                .select(*run_columns, "metric", "value", "detail"))
+
+        seconds = round(time.monotonic() - started, 3)
+        ledger.record(status="succeeded", finished_at=ledger.now(), seconds=seconds, rows_input=plan.rows_input,
+                      rows_used=plan.rows_used, rows_dropped=plan.rows_dropped, k_produced=k_produced)
+        summaries = summarize_segments(profile_rows)
+        if k_produced < params.k:
+            log.warning("only %d of the %d requested segments were produced (too few distinct points)",
+                        k_produced, params.k)
+        log.info("segment succeeded in %.1f s; segments:\n%s", seconds, format_segment_table(summaries))
+        return RunResult(
+            tenant=config.tenant, dataset=config.dataset, run_id=run_id, data_version=version,
+            algorithm=params.name, k_requested=params.k, k_produced=k_produced, rows_input=plan.rows_input,
+            rows_used=plan.rows_used, rows_dropped=plan.rows_dropped, metrics=metrics, segments=summaries,
+            silhouette_distance=silhouette_distance,
+            seconds=seconds,
+        )
+    except Exception as error:
+        log.error("segment failed: %s", error)
+        for spec in tables.RUN_RESULT_TABLES:
+            try:
+                tables.delete_run_rows(spark, warehouse, spec, config.tenant, run_id)
+            except Exception as cleanup_error:  # the ledger below still records the failure
+                log.error("could not delete partial %s rows: %s", spec.name, cleanup_error)
+        ledger.record(status="failed", error=str(error)[:4000], finished_at=ledger.now(),
+                      seconds=round(time.monotonic() - started, 3))
+        raise
+    finally:
+        if assigned is not None:
+            assigned.unpersist()
+
+
+def _profile_schema():
+    from pyspark.sql import types as T
+
+    by_name = {field.name: field for field in tables.SEGMENT_PROFILES.schema.fields}
+    return T.StructType([by_name[name] for name in PROFILE_COLUMNS])
+
+
+def _metric_rows(metrics: dict[str, Optional[float]], silhouette_distance: str, k_requested: int, k_produced: int,
+                 plan) -> list[tuple]:
+    details = {
+        "training_cost": "sum of squared distances to the nearest centre, in scaled feature space",
+        "iterations": "iterations the algorithm ran",
+    }
+    rows = []
+    for name, value in metrics.items():
+        rows.append((name, value, details.get(name, f"distance: {silhouette_distance}")))
+    rows += [
+        ("k_requested", float(k_requested), "segments requested in the config"),
+        ("k_produced", float(k_produced), "segments that received at least one row"),
+        ("rows_input", float(plan.rows_input), "rows in the data set at the pinned version"),
+        ("rows_used", float(plan.rows_used), "rows assigned to a segment"),
+        ("rows_dropped", float(plan.rows_dropped), "rows dropped for a missing feature under the 'drop' policy"),
+    ]
+    return rows
