@@ -141,7 +141,9 @@ def run_segment(
             _profile_schema(),
         )
         tables.replace_run_rows(spark, warehouse, tables.SEGMENT_PROFILES, config.tenant, run_id,
-                                profile_df.select(*run_columns, *PROFILE_COLUMNS))
+                                profile_df.select(*run_columns, *PROFILE_COLUMNS,
+                                                  F.lit(None).cast("string").alias("segment_name"),
+                                                  F.lit(None).cast("string").alias("rule")))
         metric_rows = _metric_rows(metrics, silhouette_distance, params.k, k_produced, plan)
         tables.replace_run_rows(spark, warehouse, tables.RUN_METRICS, config.tenant, run_id,
                                 spark.createDataFrame(metric_rows, "metric string, value double, detail string")

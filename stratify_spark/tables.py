@@ -91,8 +91,8 @@ SEGMENT_PROFILES = TableSpec(
     "segment_profiles",
     _fields(
         ("tenant", T.StringType()), ("dataset", T.StringType()), ("run_id", T.StringType()),
-        ("segment_id", T.IntegerType()), ("size", T.LongType()), ("share", T.DoubleType()),
-        ("feature", T.StringType()), ("mean", T.DoubleType()), ("stddev", T.DoubleType()),
+        ("segment_id", T.IntegerType()), ("segment_name", T.StringType()), ("rule", T.StringType()),
+        ("size", T.LongType()), ("share", T.DoubleType()), ("feature", T.StringType()), ("mean", T.DoubleType()), ("stddev", T.DoubleType()),
         ("min", T.DoubleType()), ("p25", T.DoubleType()), ("median", T.DoubleType()),
         ("p75", T.DoubleType()), ("max", T.DoubleType()), ("null_rate", T.DoubleType()),
         ("centre", T.DoubleType()), ("overall_mean", T.DoubleType()), ("z_score", T.DoubleType()),
