@@ -54,6 +54,11 @@ def configure_builder(
     }
     submitted = _submitted_conf()
     conf = {key: value for key, value in defaults.items() if key not in submitted}
+    # Under spark-submit the class path came from --jars, so only a session that Python
+    # launches (tests, scripts) adds the cached Delta jars.
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        conf["spark.jars"] = ",".join(str(jar) for jar in cached_jars())
+    conf.update(extra_conf or {})
     conf.update(required)
     for key, value in conf.items():
         builder = builder.config(key, value)

@@ -12,6 +12,7 @@ the patterns in `stratify_spark.config` have accepted them.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional, TypeVar
@@ -216,21 +217,48 @@ def rows_df(spark: SparkSession, spec: TableSpec, rows: list[dict]) -> DataFrame
     return spark.createDataFrame([tuple(row.get(name) for name in names) for row in rows], spec.schema)
 
 
+def registration_statements(table_paths: list[tuple[str, str]], schema_name: str = SCHEMA_NAME) -> list[str]:
+    """Return the SQL that registers (name, path) pairs as `<schema>.<name>` Delta tables by location."""
+    statements = [f"CREATE SCHEMA IF NOT EXISTS {schema_name}"]
+    for name, path in table_paths:
+        escaped = path.replace("\\", "\\\\").replace("'", "\\'")
+        statements.append(f"CREATE TABLE IF NOT EXISTS {schema_name}.{name} USING delta LOCATION '{escaped}'")
+    return statements
+
+
 def register_tables(spark: SparkSession, warehouse: str, schema_name: str = SCHEMA_NAME) -> list[str]:
     """Register every existing shared table as `<schema>.<name>` by location; return the names.
 
     Registering by location at session start works with any catalog, including the
     in-memory one, so no job depends on a shared metastore.
     """
-    spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema_name}")
-    registered = []
-    for spec in TABLES:
-        path = table_path(warehouse, spec)
-        if is_delta_table(spark, path):
-            escaped = path.replace("\\", "\\\\").replace("'", "\\'")
-            spark.sql(f"CREATE TABLE IF NOT EXISTS {schema_name}.{spec.name} USING delta LOCATION '{escaped}'")
-            registered.append(f"{schema_name}.{spec.name}")
-    return registered
+    existing = [(spec.name, table_path(warehouse, spec)) for spec in TABLES
+                if is_delta_table(spark, table_path(warehouse, spec))]
+    for statement in registration_statements(existing, schema_name):
+        spark.sql(statement)
+    return [f"{schema_name}.{name}" for name, _ in existing]
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Print the registration SQL for the tables that exist under a local warehouse (used by scripts/spark-sql.sh)."""
+    import argparse
+    import os
+
+    from stratify_spark.session import resolve_warehouse
+
+    parser = argparse.ArgumentParser(description="Print SQL that registers the result tables by location.")
+    parser.add_argument("--warehouse", default=None, help="warehouse root (default: $STRATIFY_WAREHOUSE or ./warehouse)")
+    args = parser.parse_args(argv)
+    warehouse = resolve_warehouse(args.warehouse)
+    is_local = "://" not in warehouse
+    pairs = [(spec.name, table_path(warehouse, spec)) for spec in TABLES
+             if not is_local or os.path.isdir(os.path.join(table_path(warehouse, spec), "_delta_log"))]
+    if not pairs:
+        print(f"warning: no result tables under {warehouse}; run the jobs first or set STRATIFY_WAREHOUSE",
+              file=sys.stderr)
+    for statement in registration_statements(pairs):
+        print(statement + ";")
+    return 0
 
 
 def latest_commit(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
@@ -245,3 +273,7 @@ def current_version(spark: SparkSession, path: str) -> Optional[int]:
     if not is_delta_table(spark, path):
         return None
     return latest_commit(spark, path)[0]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
