@@ -21,7 +21,7 @@ jars="$("$root/.venv/bin/python" -m stratify_spark.jars --print jars)"
 spark-sql \
   --master "${SPARK_MASTER:-local[2]}" \
   --jars "$jars" \
-  --driver-java-options "-Dderby.stream.error.file=/dev/null" \
+  --driver-java-options "-Dderby.stream.error.file=/dev/null -Dlog4j2.configurationFile=file:$root/conf/log4j2.properties" \
   --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \
   --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \
   --conf "spark.hadoop.javax.jdo.option.ConnectionURL=jdbc:derby:memory:stratify;create=true" \

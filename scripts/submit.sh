@@ -17,4 +17,6 @@ case " $* " in
   *" --master "*) ;;
   *) master_args=(--master "${SPARK_MASTER:-local[*]}") ;;
 esac
-exec spark-submit "${master_args[@]}" --jars "$jars" "$@"
+exec spark-submit "${master_args[@]}" --jars "$jars" \
+  --driver-java-options "-Dlog4j2.configurationFile=file:$root/conf/log4j2.properties" \
+  "$@"
