@@ -51,7 +51,8 @@ def fit(features: DataFrame, params: Union[KMeansParams, BisectingKMeansParams])
     """
     model = build_estimator(params).fit(features)
     summary = model.summary
-    iterations = getattr(summary, "numIter", None)
+    # BisectingKMeans' summary reports maxIter as numIter (pyspark 4.2), so only KMeans has a real count.
+    iterations = summary.numIter if isinstance(params, KMeansParams) else None
     return ClusteringResult(
         centres=[[float(value) for value in centre] for centre in model.clusterCenters()],
         training_cost=float(summary.trainingCost),

@@ -126,14 +126,26 @@ def _check_schema_compatible(spark: SparkSession, path: str, loaded: DataFrame) 
 
 def _fail_on_duplicates(tagged: DataFrame, config: DatasetConfig) -> None:
     duplicates = tagged.filter(F.col(REASON_CODE_COLUMN) == "duplicate_record_key")
-    sample = [row[RECORD_KEY_COLUMN] for row in duplicates.select(RECORD_KEY_COLUMN).distinct().limit(SAMPLE_SIZE).collect()]
-    if sample:
-        raise InputError(
-            f"duplicate record keys in {config.tenant}/{config.dataset} (key columns "
-            f"{config.key.columns or 'generated'}), for example {sample}; the duplicate policy is 'fail'. "
-            "Remove the duplicates, or set key.duplicates to keep_first or keep_last"
-            + (", or ingest with --mode overwrite" if config.key.generate else "")
-        )
+    is_existing = F.col(EXISTING_KEY_COLUMN) if EXISTING_KEY_COLUMN in tagged.columns else F.lit(False)
+    sample = (
+        duplicates.select(RECORD_KEY_COLUMN, is_existing.alias("is_existing")).distinct()
+        .orderBy("is_existing", RECORD_KEY_COLUMN).limit(2 * SAMPLE_SIZE).collect()
+    )
+    if not sample:
+        return
+    in_table = [row[RECORD_KEY_COLUMN] for row in sample if row["is_existing"]][:SAMPLE_SIZE]
+    in_batch = [row[RECORD_KEY_COLUMN] for row in sample if not row["is_existing"]][:SAMPLE_SIZE]
+    problems = []
+    if in_batch:
+        problems.append(f"keys repeated within the source files, for example {in_batch}")
+    if in_table:
+        problems.append(f"keys already loaded in the table, for example {in_table}")
+    key_columns = config.key.columns or "generated from the row content"
+    raise InputError(
+        f"duplicate record keys in {config.tenant}/{config.dataset} (key: {key_columns}) and the duplicate "
+        f"policy is 'fail': {'; '.join(problems)}. Remove the duplicates from the files, set key.duplicates "
+        "to keep_first or keep_last, or ingest with --mode overwrite to replace the table"
+    )
 
 
 def run_ingest(
