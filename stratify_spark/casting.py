@@ -92,6 +92,11 @@ def parse_column(value: Column, spec: ColumnSpec, honour_formats: bool = True) -
             parsed = F.coalesce(parsed, F.when(as_wide == F.floor(as_wide), as_wide.try_cast(spec.type)))
             bounds = INTEGRAL_BOUNDS[spec.type]
             is_out_of_range = (as_wide < bounds[0]) | (as_wide > bounds[1])
+        elif spec.type == "double":
+            # Java parses '1e400' as Infinity instead of failing, so an infinite result is out of range.
+            is_infinite = F.abs(parsed) == F.lit(float("inf"))
+            parsed = F.when(~is_infinite, parsed)
+            is_out_of_range = is_infinite
         else:
             is_out_of_range = is_plain_number
         is_out_of_range = F.coalesce(is_out_of_range, F.lit(False))

@@ -38,7 +38,11 @@ def is_null_feature(index: int) -> str:
 
 @dataclass(frozen=True)
 class FeatureStats:
-    """Statistics of one feature over the input rows, in original units (nulls excluded)."""
+    """Statistics of one feature in original units, nulls excluded.
+
+    `null_count` and `impute_value` are taken over all input rows; `mean`, `stddev`
+    and `minimum` over the rows that are segmented (after the 'drop' policy).
+    """
 
     spec: FeatureSpec
     null_count: int
@@ -155,7 +159,11 @@ def fit_feature_plan(raw: DataFrame, config: SegmentConfig, where: str) -> Featu
     scale_aggregates = []
     for index, feature in enumerate(features):
         value = _transformed(index, feature, impute_values[index])
+        raw_value = F.col(raw_feature(index))
         scale_aggregates += [
+            F.avg(raw_value).alias(f"raw_mean{index}"),
+            F.stddev_samp(raw_value).alias(f"raw_std{index}"),
+            F.min(raw_value).alias(f"raw_min{index}"),
             F.avg(value).alias(f"mean{index}"),
             F.stddev_samp(value).alias(f"std{index}"),
             F.min(value).alias(f"min{index}"),
@@ -176,8 +184,8 @@ def fit_feature_plan(raw: DataFrame, config: SegmentConfig, where: str) -> Featu
         if not divisor:
             divisor = 1.0
         stats.append(FeatureStats(
-            spec=feature, null_count=int(first[f"nulls{index}"]), mean=first[f"mean{index}"],
-            stddev=first[f"std{index}"], minimum=first[f"min{index}"], impute_value=impute_values[index],
+            spec=feature, null_count=int(first[f"nulls{index}"]), mean=second[f"raw_mean{index}"],
+            stddev=second[f"raw_std{index}"], minimum=second[f"raw_min{index}"], impute_value=impute_values[index],
             shift=float(shift), divisor=float(divisor),
         ))
     return FeaturePlan(tuple(stats), config.scaling, int(first["rows"]), int(first["dropped"]))

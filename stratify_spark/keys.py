@@ -17,9 +17,17 @@ _DUPLICATE_RANK = "_duplicate_rank"
 
 
 def declared_key(key: KeyConfig) -> Column:
-    """Return the record key of declared key columns: the value itself, or values joined with '|'."""
+    """Return the record key of declared key columns: the value itself, or values joined with '|'.
+
+    In a composite key, '\\' and '|' inside a value are escaped with a backslash, so
+    ('a|b', 'c') and ('a', 'b|c') give different keys.
+    """
     columns = [F.col(name).cast("string") for name in key.columns or []]
-    return columns[0] if len(columns) == 1 else F.concat_ws(KEY_SEPARATOR, *columns)
+    if len(columns) == 1:
+        return columns[0]
+    escaped = [F.replace(F.replace(column, F.lit("\\"), F.lit("\\\\")), F.lit(KEY_SEPARATOR), F.lit("\\" + KEY_SEPARATOR))
+               for column in columns]
+    return F.concat_ws(KEY_SEPARATOR, *escaped)
 
 
 def with_generated_key(df: DataFrame, config: DatasetConfig) -> DataFrame:

@@ -122,7 +122,7 @@ def test_unknown_top_level_key_lists_allowed():
     data["colums"] = []
 
     with pytest.raises(ConfigError, match=r"colums: unknown key; allowed keys here: "
-                       r"columns, dataset, ingest, key, segment, source, tenant"):
+                       r"columns, dataset, entity_features, ingest, key, segment, source, tenant"):
         parse_config(data)
 
 
@@ -338,7 +338,8 @@ def test_validate_run_id_accepts_edges():
 
 
 def test_config_error_exit_code():
-    assert ConfigError("x").exit_code == ExitCode.BAD_CONFIG == 2
+    assert ConfigError("x").exit_code == ExitCode.BAD_CONFIG
+    assert int(ExitCode.BAD_CONFIG) == 2
 
 
 # --- references between sections --------------------------------------------------------------
