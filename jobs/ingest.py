@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> dict:
         config = load_config(args.config)
+        if config.source is None:
+            raise ConfigError(f"{args.config}: {config.tenant}/{config.dataset} is built by entity_features, not "
+                              "ingested; run jobs/features.py with this config")
         source = args.source or config.source.path
         if not source:
             raise ConfigError(f"{args.config}: no source path; pass --source or set source.path")
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_ingest(spark, config, source, warehouse, mode=args.mode, ingest_id=args.ingest_id)
         return {"job": "ingest", "status": "succeeded", **result.to_dict()}
 
-    return run_job("ingest", body, args.log_level)
+    return run_job("ingest", body, args.log_level, args.summary_file)
 
 
 if __name__ == "__main__":

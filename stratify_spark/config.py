@@ -8,6 +8,7 @@ that a typo fails in a second with the file, the key and the allowed values.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
@@ -17,9 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from stratify_spark.errors import ConfigError
 
-IDENTIFIER_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-COLUMN_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# \Z, not $, because $ also matches before a trailing newline.
+IDENTIFIER_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
+COLUMN_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 DECIMAL_TYPE_PATTERN = re.compile(r"^decimal\(\s*(\d{1,2})\s*,\s*(\d{1,2})\s*\)$")
 
 SIMPLE_TYPES = ("string", "integer", "long", "double", "boolean", "date", "timestamp")
@@ -220,7 +222,224 @@ class BisectingKMeansParams(StrictModel):
     model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
 
 
-AlgorithmConfig = Annotated[Union[KMeansParams, BisectingKMeansParams], Field(discriminator="name")]
+class RuleSpec(StrictModel):
+    """One named segment of a rule run: the rows whose condition is true, unless an earlier rule took them."""
+
+    name: str = Field(..., description="segment name: lowercase letters, digits and underscores")
+    when: str = Field(..., description="condition in the rule language of docs/rules.md, at most 2000 characters")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_segment_name(cls, value: str) -> str:
+        if not IDENTIFIER_PATTERN.match(value):
+            raise ValueError("segment names are 1 to 63 lowercase letters, digits and underscores, starting with "
+                             "a letter, for example loyal_customers")
+        return value
+
+
+class BandSpec(StrictModel):
+    """Quantile bands (n-tiles) of one numeric column, added to each row as an integer score column."""
+
+    name: str = Field(..., description="name of the score column that rules can read, for example spend_band")
+    feature: str = Field(..., description="declared numeric column to band")
+    bands: int = Field(..., ge=2, le=100, description="number of bands; scores run from 1 to bands")
+    descending: bool = Field(False, description="low values get high scores, as recency does in RFM")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_band_name(cls, value: str) -> str:
+        if not IDENTIFIER_PATTERN.match(value):
+            raise ValueError("band names are 1 to 63 lowercase letters, digits and underscores, starting with a letter")
+        return value
+
+
+# The RFM preset's segments over 1-to-5 scores. The first matching rule wins, so the order matters.
+RFM_SEGMENTS = (
+    ("champions", "r_score >= 4 and f_score >= 4 and m_score >= 4"),
+    ("loyal_customers", "r_score >= 3 and f_score >= 4"),
+    ("cannot_lose_them", "r_score <= 2 and f_score >= 4 and m_score >= 4"),
+    ("at_risk", "r_score <= 2 and f_score >= 3"),
+    ("new_customers", "r_score = 5 and f_score = 1"),
+    ("potential_loyalists", "r_score >= 4 and f_score <= 3"),
+    ("need_attention", "r_score = 3 and f_score >= 2"),
+    ("about_to_sleep", "r_score = 3 and f_score = 1"),
+    ("hibernating", "r_score <= 2 and f_score <= 2"),
+)
+RFM_BANDS = 5
+
+
+def _rfm_default_segments() -> list[RuleSpec]:
+    return [RuleSpec(name=name, when=when) for name, when in RFM_SEGMENTS]
+
+
+def _check_rule_list(segments: list[RuleSpec], default: str) -> None:
+    """Raise ConfigError naming the key when segment names repeat or the default name is invalid."""
+    names = [segment.name for segment in segments] + [default]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"segment.algorithm.segments: segment names must be unique, including the default "
+                          f"segment {default!r}; repeated: {', '.join(repeated)}")
+    if not IDENTIFIER_PATTERN.match(default):
+        raise ConfigError(f"segment.algorithm.default: invalid segment name {default!r}; use lowercase letters, "
+                          "digits and underscores, starting with a letter")
+
+
+def _valid_cut_points_from(value: Optional[str]) -> Optional[str]:
+    if value is not None and not RUN_ID_PATTERN.match(value):
+        raise ValueError("expected a run id: 1 to 64 letters, digits, '_' and '-', starting with a letter or digit")
+    return value
+
+
+class RulesParams(StrictModel):
+    """A rule run: ordered named segments with conditions, optional quantile bands, and a default segment."""
+
+    name: Literal["rules"]
+    bands: list[BandSpec] = Field(default_factory=list, description="score columns computed before the rules")
+    segments: list[RuleSpec] = Field(..., min_length=1, max_length=100, description="first matching rule wins")
+    default: str = Field("other", description="segment of the rows that match no rule")
+    cut_points_from: Optional[str] = Field(None, description="run id whose stored cut points this run reuses")
+
+    _cut_points_from = field_validator("cut_points_from")(_valid_cut_points_from)
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> "RulesParams":
+        _check_rule_list(self.segments, self.default)
+        band_names = [band.name for band in self.bands]
+        if len(set(band_names)) != len(band_names):
+            raise ConfigError(f"segment.algorithm.bands: band names must be unique; got {band_names}")
+        return self
+
+    @property
+    def k(self) -> int:
+        return len(self.segments) + 1
+
+    def band_specs(self) -> list[BandSpec]:
+        return list(self.bands)
+
+
+class RfmParams(StrictModel):
+    """The RFM preset: recency, frequency and monetary scores from 1 to 5 and named segments over them."""
+
+    name: Literal["rfm"]
+    recency: str = Field("recency_days", description="column of days since the last purchase")
+    frequency: str = Field("frequency", description="column of the number of orders")
+    monetary: str = Field("monetary", description="column of the money spent")
+    bands: int = Field(RFM_BANDS, ge=2, le=10, description="bands per score; the default segments need 5")
+    segments: list[RuleSpec] = Field(default_factory=_rfm_default_segments, min_length=1, max_length=100,
+                                     description="rules over r_score, f_score and m_score; first match wins")
+    default: str = Field("other", description="segment of the rows that match no rule")
+    cut_points_from: Optional[str] = Field(None, description="run id whose stored cut points this run reuses")
+
+    _cut_points_from = field_validator("cut_points_from")(_valid_cut_points_from)
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> "RfmParams":
+        _check_rule_list(self.segments, self.default)
+        if self.bands != RFM_BANDS and [(s.name, s.when) for s in self.segments] == list(RFM_SEGMENTS):
+            raise ConfigError(f"segment.algorithm.bands: the default RFM segments assume {RFM_BANDS} bands; "
+                              f"declare 'segments' for {self.bands} bands")
+        return self
+
+    @property
+    def k(self) -> int:
+        return len(self.segments) + 1
+
+    def band_specs(self) -> list[BandSpec]:
+        """Return the r_score, f_score and m_score bands; recency is descending so recent buyers score high."""
+        return [
+            BandSpec(name="r_score", feature=self.recency, bands=self.bands, descending=True),
+            BandSpec(name="f_score", feature=self.frequency, bands=self.bands),
+            BandSpec(name="m_score", feature=self.monetary, bands=self.bands),
+        ]
+
+
+RULE_ALGORITHMS = ("rules", "rfm")
+
+AlgorithmConfig = Annotated[
+    Union[KMeansParams, BisectingKMeansParams, RulesParams, RfmParams], Field(discriminator="name")
+]
+
+
+class EntityExclusions(StrictModel):
+    """Transaction rows that the entity feature step leaves out, besides rows without key, order or date."""
+
+    cancellation_order_prefixes: list[str] = Field(
+        default_factory=list, description="an order id that starts with one of these marks a cancellation, e.g. C")
+    cancellation_negative_columns: list[str] = Field(
+        default_factory=list, description="a negative value in one of these numeric columns marks a cancellation")
+    non_positive_amount: bool = Field(True, description="leave out rows whose amount is zero or negative")
+
+    @field_validator("cancellation_order_prefixes")
+    @classmethod
+    def _non_empty_prefixes(cls, value: list[str]) -> list[str]:
+        if any(not prefix for prefix in value):
+            raise ValueError("an empty prefix would mark every order as cancelled; remove it")
+        return value
+
+    @field_validator("cancellation_negative_columns")
+    @classmethod
+    def _column_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not COLUMN_NAME_PATTERN.match(name):
+                raise ValueError(f"{name!r} is not a column name")
+        return value
+
+
+# Columns of a data set that entity_features builds, after the entity key column.
+ENTITY_FEATURE_COLUMNS = (
+    ("recency_days", "integer"),
+    ("frequency", "long"),
+    ("monetary", "double"),
+    ("first_purchase", "date"),
+    ("last_purchase", "date"),
+)
+
+
+class EntityFeaturesConfig(StrictModel):
+    """Settings of the entity feature step, which builds one row per entity from a transactions data set."""
+
+    source_dataset: str = Field(..., description="transactions data set of the same tenant")
+    source_version: Optional[int] = Field(None, ge=0, description="Delta version to read; default: the latest")
+    entity_key: str = Field(..., description="column that names the entity, for example customer_id")
+    order_id: str = Field(..., description="column of the order id; frequency counts distinct values")
+    order_time: str = Field(..., description="date or timestamp column of the order")
+    amount: str = Field(..., description="expression of the amount per row, for example quantity * unit_price")
+    reference_date: Optional[dt.date] = Field(
+        None, description="recency is counted in days up to this date; default: the day after the latest "
+        "transaction. Rows dated on or after it are left out")
+    exclude: EntityExclusions = Field(default_factory=EntityExclusions)
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+    @field_validator("source_dataset")
+    @classmethod
+    def _safe_dataset(cls, value: str) -> str:
+        if not IDENTIFIER_PATTERN.match(value):
+            raise ValueError("expected a data set name of lowercase letters, digits and underscores")
+        return value
+
+    @field_validator("entity_key", "order_id", "order_time")
+    @classmethod
+    def _column_name(cls, value: str) -> str:
+        if not COLUMN_NAME_PATTERN.match(value):
+            raise ValueError("expected a column name of letters, digits and underscores")
+        if value in RESERVED_COLUMNS or value in dict(ENTITY_FEATURE_COLUMNS):
+            raise ValueError(f"{value!r} is a column name that the entity table uses for itself; pick another column")
+        return value
+
+    @field_validator("amount")
+    @classmethod
+    def _amount_parses(cls, value: str) -> str:
+        from stratify_spark.rules import parse
+
+        parse(value, "entity_features.amount")
+        return value
+
+    def columns(self) -> list[dict[str, Any]]:
+        """Return the declared columns of the entity data set: the key (as text) and the feature columns."""
+        return [{"name": self.entity_key, "type": "string", "required": True}] + [
+            {"name": name, "type": column_type} for name, column_type in ENTITY_FEATURE_COLUMNS
+        ]
 
 
 class SegmentConfig(StrictModel):
@@ -236,11 +455,39 @@ class DatasetConfig(StrictModel):
 
     tenant: str
     dataset: str
-    source: SourceConfig
+    # Required unless entity_features builds the data set from another data set.
+    source: Optional[SourceConfig] = None
     columns: list[ColumnSpec] = Field(..., min_length=1)
     key: Optional[KeyConfig] = None
     ingest: IngestConfig = IngestConfig()
     segment: Optional[SegmentConfig] = None
+    entity_features: Optional[EntityFeaturesConfig] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_entity_columns(cls, data: Any) -> Any:
+        """Fill in `columns` and `key` of a data set that entity_features builds, unless they are declared."""
+        if not isinstance(data, dict) or not data.get("entity_features"):
+            return data
+        entity = data["entity_features"]
+        entity_key = entity.get("entity_key") if isinstance(entity, dict) else getattr(entity, "entity_key", None)
+        if not isinstance(entity_key, str) or not COLUMN_NAME_PATTERN.match(entity_key):
+            return data
+        derived = [{"name": entity_key, "type": "string", "required": True}] + [
+            {"name": name, "type": column_type} for name, column_type in ENTITY_FEATURE_COLUMNS
+        ]
+        return {"columns": derived, "key": {"columns": [entity_key]}, **data}
+
+    @model_validator(mode="after")
+    def _entity_source_and_rules_resolve(self) -> "DatasetConfig":
+        if self.entity_features is None and self.source is None:
+            raise ConfigError("source: required key is missing; declare the source files, or 'entity_features' "
+                              "for a data set built from a transactions data set")
+        if self.entity_features is not None:
+            _check_entity_data_set(self, self.entity_features)
+        if self.segment is not None and self.segment.algorithm.name in RULE_ALGORITHMS:
+            _check_rule_run(self, self.segment)
+        return self
 
     @field_validator("tenant", "dataset")
     @classmethod
@@ -287,6 +534,60 @@ class DatasetConfig(StrictModel):
 RESERVED_COLUMNS = frozenset({"record_key", "source_file", "ingest_id", "ingested_at"})
 
 
+def _check_entity_data_set(config: DatasetConfig, entity: EntityFeaturesConfig) -> None:
+    """Raise ConfigError unless a data set built by entity_features declares nothing that contradicts it."""
+    if config.source is not None:
+        raise ConfigError("source: a data set built by entity_features has no source files; remove 'source'")
+    if entity.source_dataset == config.dataset:
+        raise ConfigError(f"entity_features.source_dataset: {entity.source_dataset!r} is this data set itself; "
+                          "name the transactions data set")
+    expected = [(column["name"], column["type"]) for column in entity.columns()]
+    declared = [(column.name, column.type) for column in config.columns]
+    if declared != expected:
+        raise ConfigError(f"columns: a data set built by entity_features has the columns {expected}, but the config "
+                          f"declares {declared}; remove 'columns' to have them filled in")
+    if config.key is None or config.key.generate or config.key.columns != [entity.entity_key]:
+        raise ConfigError(f"key: a data set built by entity_features is keyed by {entity.entity_key!r}; remove 'key' "
+                          "to have it filled in")
+
+
+def _check_rule_run(config: DatasetConfig, segment: SegmentConfig) -> None:
+    """Parse and type-check every rule of a rules or rfm run against the declared columns and band scores.
+
+    Raises ConfigError (a RuleError for rule text) naming the key, the rule, the
+    position and the fix, so that a bad rule fails before any Spark work.
+    """
+    from stratify_spark.rules import NUMBER, compile_condition, type_category
+
+    params = segment.algorithm
+    for feature in segment.features:
+        if feature.log1p or feature.missing != "fail":
+            raise ConfigError(
+                f"segment.features: feature {feature.name!r} sets log1p or missing, which rule runs do not use: they "
+                "keep every row and profile values as they are. Remove the setting"
+            )
+
+    by_name = {column.name: column for column in config.columns}
+    numeric = sorted(name for name, column in by_name.items() if column.is_numeric)
+    bands = params.band_specs()
+    if isinstance(params, RfmParams):
+        band_keys = ["segment.algorithm.recency", "segment.algorithm.frequency", "segment.algorithm.monetary"]
+    else:
+        band_keys = [f"segment.algorithm.bands[{index}].feature" for index in range(len(bands))]
+    for band, key in zip(bands, band_keys):
+        column = by_name.get(band.feature)
+        if column is None or not column.is_numeric:
+            raise ConfigError(f"{key}: {band.feature!r} is not a declared numeric column; numeric columns: "
+                              f"{', '.join(numeric) or '(none)'}")
+        if band.name in by_name:
+            raise ConfigError(f"{key}: band name {band.name!r} is already a column of the data set; rename the band")
+
+    column_types = {name: type_category(column.type) for name, column in by_name.items()}
+    column_types.update({band.name: NUMBER for band in bands})
+    for index, rule in enumerate(params.segments):
+        compile_condition(rule.when, column_types, f"segment.algorithm.segments[{index}].when (rule '{rule.name}')")
+
+
 def _reject_duplicate_keys(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     mapping: dict[Any, Any] = {}
     for key_node, value_node in node.value:
@@ -315,7 +616,7 @@ def _allowed_keys(model: Any, location: tuple[Any, ...]) -> Optional[list[str]]:
             return None
         if part not in fields:
             # Discriminated unions add the tag value as a location step.
-            for candidate in (KMeansParams, BisectingKMeansParams):
+            for candidate in (KMeansParams, BisectingKMeansParams, RulesParams, RfmParams):
                 if candidate.model_fields["name"].annotation.__args__[0] == part:
                     current = candidate
                     break
@@ -365,6 +666,8 @@ def parse_config(data: Any, source: str = "<config>") -> DatasetConfig:
         return DatasetConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_format_validation_error(source, error)) from None
+    except ConfigError as error:  # raised by validators that name the key themselves, such as rule checks
+        raise ConfigError(f"{source}: invalid config (1 problem(s)):\n  - {error}") from None
 
 
 def load_config(path: str | Path) -> DatasetConfig:
@@ -404,3 +707,12 @@ def apply_overrides(config: DatasetConfig, source: str, algorithm: Optional[str]
         current["k"] = k
     data["segment"]["algorithm"] = current
     return parse_config(data, f"{source} (with command-line overrides)")
+
+
+def with_cut_points_from(config: DatasetConfig, source: str, run_id: str) -> DatasetConfig:
+    """Return the config with the rules or rfm run's cut points taken from run `run_id`, validated again."""
+    if config.segment is None or config.segment.algorithm.name not in RULE_ALGORITHMS:
+        raise ConfigError(f"{source}: --cut-points-from needs segment.algorithm.name rules or rfm")
+    data = config.model_dump(exclude_none=True)
+    data["segment"]["algorithm"]["cut_points_from"] = run_id
+    return parse_config(data, f"{source} (with --cut-points-from)")

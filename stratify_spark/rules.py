@@ -1,11 +1,12 @@
 """The rule language: tokenizer, recursive-descent parser, type checker and translation to Spark columns.
 
-Rule text is untrusted input. It never reaches Spark SQL as text: the parser
-builds a small syntax tree, the checker accepts only columns of the data set and
-literals of matching types, and `to_column` builds the Spark expression from
-`F.col`, `F.lit`, Column operators and the `try_*` arithmetic functions alone.
-No function call, subquery, table name, comment or quoted identifier can be
-written, so none can reach Spark. The grammar and examples are in docs/rules.md.
+Rule text is untrusted input, so it never reaches Spark SQL as text. The parser
+builds a small syntax tree, and the checker accepts only columns of the data set
+and literals of matching types. `to_column` then builds the Spark expression
+from `F.col`, `F.lit`, Column operators and the `try_*` arithmetic functions
+alone. The language has no function calls, subqueries, table names, comments or
+quoted identifiers, so none of them can reach Spark. docs/rules.md lists what
+is rejected and why, with examples.
 
     condition      := or_expr
     or_expr        := and_expr ("or" and_expr)*
@@ -60,7 +61,7 @@ _COLUMN_HINT = "write a column name of the data set, a literal or '('"
 
 
 class RuleError(ConfigError):
-    """A rule or expression text is invalid; names where, the 1-based character position and the fix."""
+    """Error for invalid rule or expression text, with its location, 1-based character position and fix."""
 
     def __init__(self, where: str, text: str, offset: int, problem: str, fix: str) -> None:
         self.where = where
@@ -115,7 +116,7 @@ class Token:
 
 
 def tokenize(text: str, where: str) -> list[Token]:
-    """Split rule text into tokens; raise RuleError on any character the language does not use."""
+    """Split rule text into tokens. Raises RuleError on any character the language does not use."""
     if not isinstance(text, str):
         raise RuleError(where, str(text), 0, f"expected rule text, got {type(text).__name__}", "quote the rule as a string")
     if not text.strip():
@@ -195,7 +196,7 @@ def _unexpected_character(character: str) -> tuple[str, str]:
 
 
 def _read_string(text: str, offset: int, where: str) -> tuple[str, int]:
-    """Read a single-quoted string starting at `offset`; return its value and the offset after it."""
+    """Return the value of the single-quoted string that starts at `offset`, and the offset after it."""
     characters: list[str] = []
     position = offset + 1
     while position < len(text):
@@ -295,7 +296,7 @@ Node = Union[Literal, ColumnRef, Negate, Arithmetic, Compare, Between, InList, I
 
 
 class _Parser:
-    """Recursive-descent parser over the token list; one method per grammar rule."""
+    """Recursive-descent parser over the token list, with one method per grammar rule."""
 
     def __init__(self, text: str, where: str) -> None:
         self.text = text
@@ -524,7 +525,7 @@ class _Parser:
 
 
 def parse(text: str, where: str) -> Node:
-    """Parse rule text into a syntax tree; raise RuleError with the position of the first syntax error."""
+    """Parse rule text into a syntax tree. Raises RuleError at the position of the first syntax error."""
     return _Parser(text, where).parse()
 
 

@@ -88,6 +88,10 @@ def run_segment(
     """
     if config.segment is None:
         raise ConfigError(f"config for {config.tenant}/{config.dataset} has no 'segment' section")
+    if config.segment.algorithm.name in ("rules", "rfm"):
+        from stratify_spark.rule_segment import run_rule_segment
+
+        return run_rule_segment(spark, config, warehouse, run_id=run_id, data_version=data_version)
     segment_config = config.segment
     params = segment_config.algorithm
     run_id = validate_run_id(run_id or new_run_id())

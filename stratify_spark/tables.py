@@ -110,7 +110,57 @@ RUN_METRICS = TableSpec(
     ("tenant", "run_id"),
 )
 
-TABLES = (INGESTS, QUARANTINE, RUNS, ASSIGNMENTS, SEGMENT_PROFILES, RUN_METRICS)
+# The rules a rule or rfm run used, in order. segment_id is the rule's position, and the default comes last.
+RUN_RULES = TableSpec(
+    "run_rules",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("run_id", T.StringType()),
+        ("segment_id", T.IntegerType()), ("segment_name", T.StringType()), ("rule", T.StringType()),
+        ("is_default", T.BooleanType()),
+    ),
+    ("tenant", "run_id"),
+)
+
+# Quantile cut points of each band of a run. source_run_id names the earlier run they were taken from, if any.
+RUN_CUT_POINTS = TableSpec(
+    "run_cut_points",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("run_id", T.StringType()),
+        ("band", T.StringType()), ("feature", T.StringType()), ("bands", T.IntegerType()),
+        ("descending", T.BooleanType()), ("cut_points", T.ArrayType(T.DoubleType())),
+        ("source_run_id", T.StringType()),
+    ),
+    ("tenant", "run_id"),
+)
+
+# One row per (run, record key, band): the feature value and the band score it got.
+RUN_SCORES = TableSpec(
+    "run_scores",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("run_id", T.StringType()),
+        ("record_key", T.StringType()), ("band", T.StringType()), ("feature", T.StringType()),
+        ("value", T.DoubleType()), ("score", T.IntegerType()),
+    ),
+    ("tenant", "run_id"),
+)
+
+# One row per entity feature build: which transactions version it read and which rows it left out, by reason.
+ENTITY_BUILDS = TableSpec(
+    "entity_builds",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("build_id", T.StringType()),
+        ("source_dataset", T.StringType()), ("source_version", T.LongType()), ("reference_date", T.DateType()),
+        ("status", T.StringType()), ("error", T.StringType()), ("started_at", T.TimestampType()),
+        ("finished_at", T.TimestampType()), ("seconds", T.DoubleType()), ("rows_read", T.LongType()),
+        ("rows_used", T.LongType()), ("rows_excluded", T.LongType()),
+        ("exclusion_counts", T.MapType(T.StringType(), T.LongType())), ("entities", T.LongType()),
+        ("entities_without_purchase", T.LongType()), ("data_version", T.LongType()),
+    ),
+    ("tenant",),
+)
+
+TABLES = (INGESTS, QUARANTINE, RUNS, ASSIGNMENTS, SEGMENT_PROFILES, RUN_METRICS, RUN_RULES, RUN_CUT_POINTS, RUN_SCORES,
+          ENTITY_BUILDS)
 RUN_RESULT_TABLES = (ASSIGNMENTS, SEGMENT_PROFILES, RUN_METRICS)
 
 
