@@ -645,7 +645,14 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
     lines = [f"{source}: invalid config ({error.error_count()} problem(s)):"]
     for item in error.errors():
         location = tuple(item["loc"])
-        key = ".".join(str(part) for part in location) or "(top level)"
+        # Drop the tag that pydantic adds after a discriminated union ('algorithm.kmeans.k'),
+        # so the path is the one written in the file ('algorithm.k').
+        path = [part for index, part in enumerate(location)
+                if not (index > 0 and location[index - 1] == "algorithm" and isinstance(part, str))]
+        key = ".".join(str(part) for part in path) or "(top level)"
+        if not location and item["type"] not in ("extra_forbidden", "missing"):
+            lines.append(f"  - {item['msg'].removeprefix('Value error, ')}")
+            continue
         if item["type"] == "extra_forbidden":
             allowed = _allowed_keys(DatasetConfig, location)
             hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""

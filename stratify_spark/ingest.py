@@ -206,7 +206,7 @@ def run_ingest(
         counts = observation.get
         log.info("quarantine written: rows_read=%d rows_ok=%d", counts["rows_read"], counts["rows_ok"])
 
-        rows_loaded, version = _write_data(spark, config, loaded, path, mode, table_exists)
+        rows_loaded, version, rows_replaced = _write_data(spark, config, loaded, path, mode, table_exists)
         reason_counts = {code: int(counts[code]) for code in REASON_CODES if counts[code]}
         rows_quarantined = sum(reason_counts.values())
         if rows_loaded != counts["rows_ok"] or counts["rows_read"] != rows_loaded + rows_quarantined:
@@ -220,7 +220,8 @@ def run_ingest(
         result = IngestResult(
             tenant=config.tenant, dataset=config.dataset, ingest_id=ingest_id, mode=mode, source_path=source_path,
             rows_read=int(counts["rows_read"]), rows_loaded=rows_loaded, rows_quarantined=rows_quarantined,
-            duplicate_keys=reason_counts.get("duplicate_record_key", 0), reason_counts=reason_counts,
+            # keep_last replaces rows already in the table; those keys are duplicates too.
+            duplicate_keys=reason_counts.get("duplicate_record_key", 0) + rows_replaced, reason_counts=reason_counts,
             data_version=version, seconds=round(time.monotonic() - started, 3),
         )
         _record_ingest(spark, warehouse, {
@@ -228,8 +229,12 @@ def run_ingest(
             "rows_quarantined": result.rows_quarantined, "duplicate_keys": result.duplicate_keys,
             "reason_counts": reason_counts, "data_version": version, "seconds": result.seconds,
         })
-        log.info("ingest succeeded: rows_read=%d rows_loaded=%d rows_quarantined=%d version=%s seconds=%.1f",
-                 result.rows_read, result.rows_loaded, result.rows_quarantined, version, result.seconds)
+        log.info("ingest succeeded: rows_read=%d rows_loaded=%d rows_quarantined=%d rows_replaced=%d version=%s "
+                 "seconds=%.1f", result.rows_read, result.rows_loaded, result.rows_quarantined, rows_replaced,
+                 version, result.seconds)
+        if result.rows_quarantined and result.rows_quarantined * 2 >= result.rows_read:
+            log.warning("%d of %d rows were quarantined (%s); check stratify.quarantine for ingest %s",
+                        result.rows_quarantined, result.rows_read, reason_counts, ingest_id)
         return result
     except Exception as error:
         log.error("ingest failed: %s", error)
@@ -244,8 +249,8 @@ def run_ingest(
 
 
 def _write_data(spark: SparkSession, config: DatasetConfig, loaded: DataFrame, path: str, mode: str,
-                table_exists: bool) -> tuple[int, int]:
-    """Write the loaded rows as one Delta commit; return the rows written and the new version."""
+                table_exists: bool) -> tuple[int, int, int]:
+    """Write the loaded rows as one Delta commit; return rows written, the new version and rows replaced."""
     from delta.tables import DeltaTable
 
     upsert = table_exists and mode == "append" and config.key is not None and config.key.duplicates == "keep_last"
@@ -264,11 +269,13 @@ def _write_data(spark: SparkSession, config: DatasetConfig, loaded: DataFrame, p
         writer.save(path)
 
     version, metrics = tables.latest_commit(spark, path)
+    replaced = 0
     if upsert:
-        written = int(metrics.get("numTargetRowsInserted", 0)) + int(metrics.get("numTargetRowsUpdated", 0))
+        replaced = int(metrics.get("numTargetRowsUpdated", 0))
+        written = int(metrics.get("numTargetRowsInserted", 0)) + replaced
     else:
         written = int(metrics.get("numOutputRows", 0))
-    return written, version
+    return written, version, replaced
 
 
 def _delete_quarantine(spark: SparkSession, warehouse: str, config: DatasetConfig, ingest_id: str) -> None:

@@ -102,6 +102,9 @@ def read_raw(spark: SparkSession, config: DatasetConfig, path: str) -> DataFrame
     except AnalysisException as error:
         raise InputError(f"cannot read {source_format} source {path!r}: {str(error).splitlines()[0]}") from None
 
+    if not header:
+        raise InputError(f"source {path!r} has no columns: the file is empty or has no header line; "
+                         "check the file, or set source.csv.header to false for files without a header")
     missing = [column.source_name for column in config.columns if column.source_name not in header]
     if missing:
         raise InputError(

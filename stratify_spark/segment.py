@@ -119,6 +119,10 @@ def run_segment(
         plan = fit_feature_plan(raw, segment_config, where)
         features = apply_feature_plan(raw, plan)
         log.info("features ready: rows_input=%d rows_dropped=%d", plan.rows_input, plan.rows_dropped)
+        if plan.rows_used < params.k:
+            # MLlib's k-means|| initialisation fails with an index error when there are fewer rows than k.
+            raise InputError(f"{where}: only {plan.rows_used} row(s) to segment but k is {params.k}; "
+                             f"lower k to at most {plan.rows_used} or ingest more rows")
 
         clustering = fit(features, params)
         dimensions = len(plan.features)
@@ -137,6 +141,7 @@ def run_segment(
 
         run_columns = [F.lit(config.tenant).alias("tenant"), F.lit(config.dataset).alias("dataset"),
                        F.lit(run_id).alias("run_id")]
+        # TODO: re-using the run id of a rule run here leaves its run_rules, run_cut_points and run_scores rows.
         tables.replace_run_rows(spark, warehouse, tables.ASSIGNMENTS, config.tenant, run_id, assigned.select(
             *run_columns, F.col(RECORD_KEY_COLUMN).alias("record_key"), SEGMENT_COLUMN, DISTANCE_COLUMN,
         ))

@@ -193,12 +193,19 @@ def retry_on_conflict(action: Callable[[], _T], what: str, attempts: int = 5) ->
     Two jobs that create the same shared table, or update the same table at the
     same moment, lose the optimistic-concurrency race at most a few times.
     """
-    from delta.exceptions import DeltaConcurrentModificationException
+    from delta.exceptions import base as delta_errors
 
+    # The conflict classes Delta raises do not share a base class besides PySparkException.
+    conflicts = (
+        delta_errors.DeltaConcurrentModificationException, delta_errors.ConcurrentWriteException,
+        delta_errors.MetadataChangedException, delta_errors.ProtocolChangedException,
+        delta_errors.ConcurrentAppendException, delta_errors.ConcurrentDeleteReadException,
+        delta_errors.ConcurrentDeleteDeleteException, delta_errors.ConcurrentTransactionException,
+    )
     for attempt in range(1, attempts + 1):
         try:
             return action()
-        except DeltaConcurrentModificationException as error:
+        except conflicts as error:
             if attempt == attempts:
                 raise
             logger.warning("concurrent Delta commit on %s (attempt %d of %d), retrying: %s",
