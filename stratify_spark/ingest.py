@@ -55,7 +55,7 @@ def new_ingest_id() -> str:
 def tag_source(raw: DataFrame, config: DatasetConfig, existing_keys: Optional[DataFrame] = None) -> DataFrame:
     """Return every raw row with typed columns, record key and the reason it is quarantined, if any.
 
-    `existing_keys` holds one `record_key` column of keys already in the table; rows
+    `existing_keys` has one `record_key` column of keys already in the table; rows
     with those keys are judged by the duplicate policy.
     """
     encoding = config.source.csv_options.encoding if config.source.format == "csv" else None
@@ -159,8 +159,7 @@ def run_ingest(
     """Ingest the source files into the tenant data set table; record the ingest in `ingests`.
 
     Quarantined rows are written before the data, so a failure in between loses no
-    row; the quarantine rows of a failed ingest are removed again and the ingest is
-    recorded as failed.
+    row. A failed ingest has its quarantine rows removed again and is recorded as failed.
     """
     mode = mode or config.ingest.mode
     if mode not in ("append", "overwrite"):
@@ -241,7 +240,7 @@ def run_ingest(
         if wrote_quarantine:
             try:
                 _delete_quarantine(spark, warehouse, config, ingest_id)
-            except Exception as cleanup_error:  # keep the original error; the ledger still says failed
+            except Exception as cleanup_error:  # keep the original error, because the ledger records the failure
                 log.error("could not remove quarantine rows of the failed ingest: %s", cleanup_error)
         _record_ingest(spark, warehouse, {**ledger, "status": "failed", "error": str(error)[:4000],
                                           "seconds": round(time.monotonic() - started, 3)})

@@ -64,7 +64,7 @@ def _source_header(spark: SparkSession, config: DatasetConfig, path: str) -> lis
     if not options.header:
         return [column.source_name for column in config.columns]
     header = _csv_reader(spark, config).load(path).columns
-    # Spark keeps a UTF-8 byte-order mark in front of the first name when the encoding option says so.
+    # Spark 4.2 drops a UTF-8 byte-order mark itself; this strip only guards readers that keep it.
     return [name.lstrip("\ufeff") for name in header]
 
 

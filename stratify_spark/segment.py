@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class RunResult:
-    """What a finished run produced; `summary()` is the job's one-line JSON summary."""
+    """Outcome of a finished run; `summary()` returns the job's one-line JSON summary."""
 
     tenant: str
     dataset: str
