@@ -181,6 +181,7 @@ def run_ingest(
         raw = read_raw(spark, config, source_path)
 
         table_exists = tables.is_delta_table(spark, path)
+        previous_version = tables.current_version(spark, path) if table_exists else None
         existing_keys = None
         if config.key is not None and table_exists and mode == "append":
             existing_keys = spark.read.format("delta").load(path).select(RECORD_KEY_COLUMN)
@@ -209,12 +210,12 @@ def run_ingest(
         reason_counts = {code: int(counts[code]) for code in REASON_CODES if counts[code]}
         rows_quarantined = sum(reason_counts.values())
         if rows_loaded != counts["rows_ok"] or counts["rows_read"] != rows_loaded + rows_quarantined:
+            _undo_data_write(spark, path, previous_version, log)
             raise InputError(
                 f"row counts do not add up: read {counts['rows_read']}, loaded {rows_loaded}, quarantined "
-                f"{rows_quarantined}; the source files probably changed during the ingest. Re-run the ingest "
-                f"with --mode overwrite once the files are stable"
+                f"{rows_quarantined}; the source files probably changed during the ingest, so the data table "
+                "was put back as it was. Re-run the ingest once the files are stable"
             )
-        # TODO: restore the data table to its previous version when the counts above do not add up.
 
         result = IngestResult(
             tenant=config.tenant, dataset=config.dataset, ingest_id=ingest_id, mode=mode, source_path=source_path,
@@ -275,6 +276,18 @@ def _write_data(spark: SparkSession, config: DatasetConfig, loaded: DataFrame, p
     else:
         written = int(metrics.get("numOutputRows", 0))
     return written, version, replaced
+
+
+def _undo_data_write(spark: SparkSession, path: str, previous_version: Optional[int], log) -> None:
+    """Put the data table back as it was before this ingest: restore the old version, or empty a new table."""
+    from delta.tables import DeltaTable
+
+    table = DeltaTable.forPath(spark, path)
+    if previous_version is None:
+        table.delete()
+    else:
+        table.restoreToVersion(previous_version)
+    log.warning("data table %s put back to its state before the ingest (version %s)", path, previous_version)
 
 
 def _delete_quarantine(spark: SparkSession, warehouse: str, config: DatasetConfig, ingest_id: str) -> None:

@@ -108,3 +108,34 @@ def test_keep_last_counts_replaced_keys(spark, tmp_path):
     data = spark.read.format("delta").load(tables.dataset_path(warehouse, "acme", "customers"))
     spends = {row["customer_id"]: row["spend"] for row in data.collect()}
     assert spends == {"c1": 9.0, "c2": 2.0, "c3": 3.0}
+
+
+def test_count_mismatch_restores_table(spark, tmp_path, monkeypatch):
+    from stratify_spark import ingest
+
+    warehouse = str(tmp_path / "warehouse")
+    first = tmp_path / "first.csv"
+    first.write_text("customer_id,spend\nc1,1.0\nc2,2.0\n", encoding="utf-8")
+    second = tmp_path / "second.csv"
+    second.write_text("customer_id,spend\nc1,9.0\nc3,3.0\nc4,oops\n", encoding="utf-8")
+    config = parse_config(base_config(), "acme.yaml")
+    run_ingest(spark, config, str(first), warehouse)
+
+    real_write = ingest._write_data
+
+    def write_then_miscount(*args, **kwargs):
+        written, version, replaced = real_write(*args, **kwargs)
+        return written + 1, version, replaced
+
+    # Stands in for source files that change between the quarantine pass and the data pass.
+    monkeypatch.setattr(ingest, "_write_data", write_then_miscount)
+    with pytest.raises(InputError, match="row counts do not add up"):
+        run_ingest(spark, config, str(second), warehouse, ingest_id="changed-files")
+
+    data = spark.read.format("delta").load(tables.dataset_path(warehouse, "acme", "customers"))
+    spends = {row["customer_id"]: row["spend"] for row in data.collect()}
+    assert spends == {"c1": 1.0, "c2": 2.0}
+    ledger = spark.read.format("delta").load(tables.table_path(warehouse, tables.INGESTS))
+    assert ledger.filter("ingest_id = 'changed-files'").first()["status"] == "failed"
+    quarantine = spark.read.format("delta").load(tables.table_path(warehouse, tables.QUARANTINE))
+    assert quarantine.filter("ingest_id = 'changed-files'").count() == 0
