@@ -296,13 +296,7 @@ def run_rule_segment(
         )
     except Exception as error:
         log.error("rule run failed: %s", error)
-        for spec in RULE_RUN_TABLES:
-            try:
-                tables.delete_run_rows(spark, warehouse, spec, config.tenant, run_id)
-            except Exception as cleanup_error:  # the ledger below still records the failure
-                log.error("could not delete partial %s rows: %s", spec.name, cleanup_error)
-        ledger.record(status="failed", error=str(error)[:4000], finished_at=ledger.now(),
-                      seconds=round(time.monotonic() - started, 3))
+        ledger.record_failure(error, RULE_RUN_TABLES, round(time.monotonic() - started, 3), log)
         raise
     finally:
         if assigned is not None:

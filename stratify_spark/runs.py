@@ -56,3 +56,12 @@ class RunLedger:
             )
 
         tables.retry_on_conflict(merge, tables.RUNS.name)
+
+    def record_failure(self, error: BaseException, result_tables: tuple, seconds: float, log) -> None:
+        """Delete the run's partial rows from `result_tables`, then record the run as failed with the error."""
+        for spec in result_tables:
+            try:
+                tables.delete_run_rows(self.spark, self.warehouse, spec, self.row["tenant"], self.row["run_id"])
+            except Exception as cleanup_error:  # the failed status below is recorded all the same
+                log.error("could not delete partial %s rows: %s", spec.name, cleanup_error)
+        self.record(status="failed", error=str(error)[:4000], finished_at=self.now(), seconds=seconds)

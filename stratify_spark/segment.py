@@ -83,7 +83,7 @@ def run_segment(
     """Segment the data set at one Delta version and write runs, assignments, profiles and metrics.
 
     The run is recorded as pending, then running, then succeeded or failed. Results
-    of the same run id are replaced, never appended; a failed run's results are
+    of the same run id are replaced, never appended. A failed run's results are
     deleted, so readers never see partial results under a finished run.
     """
     if config.segment is None:
@@ -175,13 +175,7 @@ def run_segment(
         )
     except Exception as error:
         log.error("segment failed: %s", error)
-        for spec in tables.RUN_RESULT_TABLES:
-            try:
-                tables.delete_run_rows(spark, warehouse, spec, config.tenant, run_id)
-            except Exception as cleanup_error:  # the ledger below still records the failure
-                log.error("could not delete partial %s rows: %s", spec.name, cleanup_error)
-        ledger.record(status="failed", error=str(error)[:4000], finished_at=ledger.now(),
-                      seconds=round(time.monotonic() - started, 3))
+        ledger.record_failure(error, tables.RUN_RESULT_TABLES, round(time.monotonic() - started, 3), log)
         raise
     finally:
         if assigned is not None:
