@@ -65,7 +65,7 @@ class CsvOptions(StrictModel):
     delimiter: str = Field(",", description="field separator, one character")
     quote: str = Field('"', description="quote character, one character")
     escape: str = Field('"', description="escape character inside quoted fields, one character")
-    header: bool = Field(True, description="the first line of every file holds column names")
+    header: bool = Field(True, description="the first line of every file contains the column names")
     encoding: str = Field("UTF-8", description="character set, for example UTF-8 or ISO-8859-1")
     multi_line: bool = Field(False, description="quoted fields may contain line breaks")
 
@@ -89,7 +89,7 @@ class CsvOptions(StrictModel):
 
 
 class SourceConfig(StrictModel):
-    """Where the source files are and how to read them."""
+    """Source location and reader format."""
 
     format: Literal["csv", "json", "parquet"]
     path: Optional[str] = Field(None, description="file, folder or glob; --source on the command line overrides it")
@@ -181,7 +181,7 @@ class KeyConfig(StrictModel):
 
 
 class IngestConfig(StrictModel):
-    """How an ingest changes the data set table."""
+    """Write mode of an ingest into the data set table."""
 
     mode: Literal["append", "overwrite"] = "append"
 
@@ -606,7 +606,7 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 
 def _allowed_keys(model: Any, location: tuple[Any, ...]) -> Optional[list[str]]:
-    """Return the field names allowed at the mapping that holds `location`, if it can be found."""
+    """Return the field names allowed at the mapping that contains `location`, if it can be found."""
     current = model
     for part in location[:-1]:
         if isinstance(part, int):

@@ -35,7 +35,7 @@ def delta_coordinate() -> str:
 
 
 def jars_dir() -> Path:
-    """Return the folder that holds the cached jars for the installed Delta version."""
+    """Return the folder that contains the cached jars for the installed Delta version."""
     configured = os.environ.get("STRATIFY_JARS_DIR")
     base = Path(configured) if configured else PROJECT_ROOT / ".cache" / "jars"
     return base / delta_coordinate().replace(":", "_")

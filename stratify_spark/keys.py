@@ -50,7 +50,7 @@ def mark_duplicates(df: DataFrame, key: KeyConfig) -> DataFrame:
     """Tag rows that lose under the duplicate policy with reason `duplicate_record_key`.
 
     Only rows without an earlier reason take part. Rows are ordered by `order_by`
-    when declared, else by source file and position in the file; `keep_first`
+    when declared, else by source file and position in the file. `keep_first`
     keeps the first row of each key and `keep_last` the last. With `keep_first`, a
     key that is already in the table (column `_is_existing_key`, when present)
     makes every new row of that key lose. The policy `fail` tags like

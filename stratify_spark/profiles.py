@@ -50,7 +50,7 @@ def segment_profiles(assigned: DataFrame, plan: FeaturePlan,
         F.struct(F.lit(index).alias("index"), F.lit(stats.spec.name).alias("feature"), F.col(f"f{index}").alias("stats"))
         for index, stats in enumerate(plan.features)
     ])
-    # per_segment holds one row per segment, so a window over all of it is cheap.
+    # per_segment has one row per segment, so a window over all of it is cheap.
     total = F.sum("size").over(Window.partitionBy())
     # The share is computed before the explode, so the window sums one row per segment.
     with_share = per_segment.withColumn("share", F.col("size") / total)
@@ -88,7 +88,7 @@ def segment_profiles(assigned: DataFrame, plan: FeaturePlan,
 def summarize_segments(profile_rows: list[dict], top_features: int = 3) -> list[dict]:
     """Turn collected profile rows into one summary per segment: size, share and distinguishing features.
 
-    A feature sets a segment apart by its absolute z-score; the sign says high or low.
+    A feature sets a segment apart by its absolute z-score; the sign tells high from low.
     """
     segments: dict[int, dict] = {}
     for row in profile_rows:

@@ -22,7 +22,7 @@ URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 def resolve_warehouse(warehouse: Optional[str] = None) -> str:
     """Return the warehouse root: the argument, else STRATIFY_WAREHOUSE, else ./warehouse.
 
-    Local paths become absolute so that every executor sees the same folder.
+    Local paths become absolute so that every executor reads the same folder.
     URIs such as hdfs:// or s3a:// are returned unchanged.
     """
     root = warehouse or os.environ.get("STRATIFY_WAREHOUSE") or DEFAULT_WAREHOUSE
@@ -45,7 +45,7 @@ def configure_builder(
         "spark.sql.session.timeZone": "UTC",
     }
     # Defaults that spark-submit --conf may override. Delta rebuilds table state with
-    # snapshotPartitions shuffle tasks (default 50); on 2 cores that made a one-row
+    # snapshotPartitions shuffle tasks (default 50). On 2 cores that made a one-row
     # replaceWhere on a small table take about 5 s instead of about 1 s.
     defaults = {
         "spark.sql.shuffle.partitions": "8",
