@@ -16,9 +16,10 @@ from stratify_spark.logs import configure_logging
 logger = logging.getLogger(__name__)
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
+def base_parser(description: str, config_required: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", required=True, help="YAML config of one tenant data set, e.g. conf/demo.yaml")
+    parser.add_argument("--config", required=config_required,
+                        help="YAML config of one tenant data set, e.g. conf/demo.yaml")
     parser.add_argument(
         "--warehouse", default=None,
         help="warehouse root folder or URI (default: $STRATIFY_WAREHOUSE, else ./warehouse)",
@@ -72,4 +73,5 @@ def run_job(job: str, body: Callable[[], dict[str, Any]], log_level: str = "INFO
                        "seconds": round(time.monotonic() - started, 3)}, summary_file)
         return int(ExitCode.RUN_FAILED)
     print_summary(summary, summary_file)
-    return int(ExitCode.SUCCESS)
+    # A job that had nothing to do (a refresh with unchanged data) may ask for its own code.
+    return int(summary.get("exit_code", ExitCode.SUCCESS))

@@ -7,11 +7,14 @@ from typing import Optional, Union
 
 from pyspark.ml.clustering import BisectingKMeans, KMeans
 from pyspark.ml.evaluation import ClusteringEvaluator
+from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from stratify_spark.config import BisectingKMeansParams, KMeansParams
+from stratify_spark.errors import InputError
 from stratify_spark.features import FEATURES_VECTOR, scaled_feature
+from stratify_spark.keys import RECORD_KEY_COLUMN
 
 SEGMENT_COLUMN = "segment_id"
 DISTANCE_COLUMN = "distance"
@@ -49,6 +52,8 @@ def fit(features: DataFrame, params: Union[KMeansParams, BisectingKMeansParams])
     cached input DataFrame made each KMeans iteration about 20 times slower
     (Spark 4.2, 1M rows x 8 features, 2 cores).
     """
+    if params.distance_measure == "cosine":
+        reject_zero_vectors(features)
     model = build_estimator(params).fit(features)
     summary = model.summary
     # BisectingKMeans' summary reports maxIter as numIter (pyspark 4.2), so only KMeans has a real count.
@@ -58,6 +63,28 @@ def fit(features: DataFrame, params: Union[KMeansParams, BisectingKMeansParams])
         training_cost=float(summary.trainingCost),
         iterations=int(iterations) if iterations is not None else None,
         model=model,
+    )
+
+
+def reject_zero_vectors(features: DataFrame, sample_size: int = 5) -> None:
+    """Raise InputError when a feature vector is all zeros, because cosine distance is undefined for it.
+
+    MLlib's cosine KMeans otherwise fails inside a task with a JVM assertion. Standard
+    scaling maps a row at the mean of every feature to zeros, and min-max scaling a row
+    at the minimum of every feature.
+    """
+    is_zero = F.forall(vector_to_array(F.col(FEATURES_VECTOR)), lambda value: value == 0)
+    zero_rows = features.filter(is_zero)
+    count = zero_rows.count()
+    if not count:
+        return
+    keys = []
+    if RECORD_KEY_COLUMN in features.columns:
+        keys = [row[0] for row in zero_rows.select(RECORD_KEY_COLUMN).limit(sample_size).collect()]
+    raise InputError(
+        f"{count} row(s) have an all-zero feature vector after scaling (for example record keys {keys}), and "
+        "cosine distance is undefined for them; use distance_measure euclidean, or a scaling under which no "
+        "row is all zeros (scaling none, if no row has every feature at 0)"
     )
 
 

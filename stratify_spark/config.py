@@ -43,11 +43,11 @@ def validate_identifier(value: str, what: str) -> str:
     return value
 
 
-def validate_run_id(value: str) -> str:
-    """Return `value` if it is a safe run id, else raise ConfigError."""
+def validate_run_id(value: str, what: str = "run id") -> str:
+    """Return `value` if it is a safe run id (or ingest id, named by `what`), else raise ConfigError."""
     if not isinstance(value, str) or not RUN_ID_PATTERN.match(value):
         raise ConfigError(
-            f"invalid run id {value!r}: expected 1 to 64 characters of letters, digits, "
+            f"invalid {what} {value!r}: expected 1 to 64 characters of letters, digits, "
             "'_' and '-', starting with a letter or digit"
         )
     return value
@@ -442,12 +442,57 @@ class EntityFeaturesConfig(StrictModel):
         ]
 
 
+MAX_SWEEP_FITS = 50
+
+
+class KSweepConfig(StrictModel):
+    """A k sweep: fit every k from k_min to k_max, score each fit, and segment with the k the criterion picks."""
+
+    k_min: int = Field(2, ge=2, le=1000, description="smallest k to fit")
+    k_max: int = Field(..., ge=2, le=1000, description="largest k to fit")
+    criterion: Literal["silhouette", "calinski_harabasz", "davies_bouldin", "elbow"] = Field(
+        "silhouette", description="highest silhouette or Calinski-Harabasz, lowest Davies-Bouldin, or the elbow "
+        "of the cost curve")
+
+    @model_validator(mode="after")
+    def _range_valid(self) -> "KSweepConfig":
+        if self.k_min > self.k_max:
+            raise ValueError(f"k_min ({self.k_min}) must not exceed k_max ({self.k_max})")
+        if self.k_max - self.k_min + 1 > MAX_SWEEP_FITS:
+            raise ValueError(f"the range {self.k_min}..{self.k_max} needs {self.k_max - self.k_min + 1} fits; "
+                             f"at most {MAX_SWEEP_FITS} are allowed, so narrow the range")
+        if self.criterion == "elbow" and self.k_max - self.k_min < 2:
+            raise ValueError("the elbow criterion needs at least three values of k; widen the range")
+        return self
+
+
+class StabilityConfig(StrictModel):
+    """Stability check: refit on random subsamples and measure how well each refit agrees with the full fit."""
+
+    subsamples: int = Field(5, ge=2, le=100, description="number of refits")
+    fraction: float = Field(0.8, gt=0.0, lt=1.0, description="share of the rows in each subsample, without replacement")
+    seed: int = Field(42, description="seed of the subsampling and of the refits")
+    min_jaccard: float = Field(0.5, ge=0.0, le=1.0,
+                               description="a segment whose mean best Jaccard overlap is below this is unstable")
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
 class SegmentConfig(StrictModel):
     """Features and algorithm of a segmentation run."""
 
     features: list[FeatureSpec] = Field(..., min_length=1)
     scaling: Literal["standard", "minmax", "none"] = "standard"
     algorithm: AlgorithmConfig
+    k_sweep: Optional[KSweepConfig] = None
+    stability: Optional[StabilityConfig] = None
+
+    @model_validator(mode="after")
+    def _sweep_and_stability_need_clustering(self) -> "SegmentConfig":
+        if self.algorithm.name in ("rules", "rfm") and (self.k_sweep is not None or self.stability is not None):
+            raise ValueError(f"k_sweep and stability apply to kmeans and bisecting_kmeans, not to "
+                             f"{self.algorithm.name!r}; remove them or change the algorithm")
+        return self
 
 
 class DatasetConfig(StrictModel):
@@ -714,6 +759,20 @@ def apply_overrides(config: DatasetConfig, source: str, algorithm: Optional[str]
         current["k"] = k
     data["segment"]["algorithm"] = current
     return parse_config(data, f"{source} (with command-line overrides)")
+
+
+def with_k_sweep(config: DatasetConfig, source: str, k_range: str) -> DatasetConfig:
+    """Return the config with segment.k_sweep's range set from "K_MIN:K_MAX", validated again."""
+    match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", k_range)
+    if match is None:
+        raise ConfigError(f"{source}: --k-sweep {k_range!r} is invalid; expected K_MIN:K_MAX, for example 2:10")
+    if config.segment is None:
+        raise ConfigError(f"{source}: --k-sweep needs a 'segment' section in the config")
+    data = config.model_dump(exclude_none=True)
+    sweep = data["segment"].get("k_sweep", {})
+    sweep.update({"k_min": int(match.group(1)), "k_max": int(match.group(2))})
+    data["segment"]["k_sweep"] = sweep
+    return parse_config(data, f"{source} (with --k-sweep)")
 
 
 def with_cut_points_from(config: DatasetConfig, source: str, run_id: str) -> DatasetConfig:

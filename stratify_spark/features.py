@@ -71,6 +71,34 @@ class FeaturePlan:
     def rows_used(self) -> int:
         return self.rows_input - self.rows_dropped
 
+    def to_scaled(self, centre: dict[str, float]) -> Optional[list[float]]:
+        """Map a centre given in original units by feature name into this plan's scaled space.
+
+        Returns None when the features differ from this plan's, or a value lies outside log1p's domain.
+        """
+        if set(centre) != set(self.names):
+            return None
+        values = []
+        for stats in self.features:
+            value = centre[stats.spec.name]
+            if stats.spec.log1p:
+                if value is None or value <= -1:
+                    return None
+                value = math.log1p(value)
+            values.append((value - stats.shift) / stats.divisor)
+        return values
+
+    def to_model(self) -> dict:
+        """Return the transforms as plain data, for the run_models table and for scoring without refitting."""
+        return {
+            "scaling": self.scaling,
+            "features": [
+                {"name": stats.spec.name, "log1p": stats.spec.log1p, "missing": stats.spec.missing,
+                 "impute_value": stats.impute_value, "shift": stats.shift, "divisor": stats.divisor}
+                for stats in self.features
+            ],
+        }
+
     def to_original_units(self, centre: list[float]) -> list[float]:
         """Map a centre from scaled space back to original units (undo scaling, then log1p)."""
         values = []

@@ -33,6 +33,7 @@ from stratify_spark.profiles import PROFILE_COLUMNS, segment_profiles
 from stratify_spark.rules import NUMBER, Expression, compile_condition, spark_type_category, type_category
 from stratify_spark.runs import RunLedger
 from stratify_spark.segment import new_run_id, resolve_version
+from stratify_spark.stable_keys import SegmentKeys, assign_segment_keys, key_rows_df
 
 logger = logging.getLogger(__name__)
 
@@ -279,8 +280,17 @@ def run_rule_segment(
                  rows_default)
 
         metric_rows = _metric_rows(rows_input, segments, rule_matches, int(totals["multiple_matches"]), params.k)
+        # Empty rule segments get no key: a key names a group of rows that exists in the run.
+        segment_keys = assign_segment_keys(
+            spark, warehouse, config.tenant, config.dataset, run_id, assigned.select(RECORD_KEY_COLUMN, SEGMENT_COLUMN),
+            [segment["segment_id"] for segment in segments if segment["size"] > 0],
+            rules={segment["segment_id"]: (segment["segment_name"], segment["rule"] or DEFAULT_RULE_TEXT)
+                   for segment in segments},
+        )
+        log.info("segment keys (%s, reference run %s): %s", segment_keys.match_method,
+                 segment_keys.reference_run_id, {row.segment_key: row.status for row in segment_keys.rows})
         _write_results(spark, warehouse, config, run_id, assigned, cuts, segments, plan, metric_rows,
-                       params.cut_points_from)
+                       params.cut_points_from, segment_keys)
 
         seconds = round(time.monotonic() - started, 3)
         k_produced = sum(1 for segment in segments if segment["size"] > 0)
@@ -342,7 +352,7 @@ def _run_columns(config: DatasetConfig, run_id: str) -> list[Column]:
 
 def _write_results(spark: SparkSession, warehouse: str, config: DatasetConfig, run_id: str, assigned: DataFrame,
                    cuts: list[BandCuts], segments: list[dict], plan: FeaturePlan, metric_rows: list[tuple],
-                   cut_points_from: Optional[str]) -> None:
+                   cut_points_from: Optional[str], segment_keys: SegmentKeys) -> None:
     """Replace this run's rows in every result table, several tables at a time.
 
     Each table gets its own Delta commit, and the commits do not depend on one
@@ -356,6 +366,7 @@ def _write_results(spark: SparkSession, warehouse: str, config: DatasetConfig, r
     def write_assignments() -> None:
         tables.replace_run_rows(spark, warehouse, tables.ASSIGNMENTS, tenant, run_id, assigned.select(
             *run_columns, RECORD_KEY_COLUMN, SEGMENT_COLUMN, F.lit(None).cast("double").alias(DISTANCE_COLUMN),
+            segment_keys.key_column().alias("segment_key"),
         ))
 
     def write_scores() -> None:
@@ -392,7 +403,12 @@ def _write_results(spark: SparkSession, warehouse: str, config: DatasetConfig, r
                     for row in profile_rows]
         profile_df = spark.createDataFrame([tuple(row[name] for name in names) for row in enriched], profile_schema)
         tables.replace_run_rows(spark, warehouse, tables.SEGMENT_PROFILES, tenant, run_id,
-                                profile_df.select(*run_columns, *names))
+                                profile_df.select(*run_columns, *names,
+                                                  segment_keys.key_column().alias("segment_key")))
+
+    def write_keys() -> None:
+        tables.replace_run_rows(spark, warehouse, tables.SEGMENT_KEYS, tenant, run_id,
+                                key_rows_df(spark, tenant, config.dataset, run_id, segment_keys))
 
     def write_rules() -> None:
         rule_rows = [{"tenant": tenant, "dataset": config.dataset, "run_id": run_id,
@@ -406,7 +422,8 @@ def _write_results(spark: SparkSession, warehouse: str, config: DatasetConfig, r
                                 spark.createDataFrame(metric_rows, "metric string, value double, detail string")
                                 .select(*run_columns, "metric", "value", "detail"))
 
-    actions = (write_assignments, write_scores, write_cut_points, write_profiles, write_rules, write_metrics)
+    actions = (write_assignments, write_scores, write_cut_points, write_profiles, write_rules, write_metrics,
+               write_keys)
     with ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="rule-run-write") as pool:
         futures = [pool.submit(action) for action in actions]
     for future in futures:

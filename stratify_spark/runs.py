@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Optional
 
 from pyspark.sql import SparkSession
 
@@ -65,3 +65,54 @@ class RunLedger:
             except Exception as cleanup_error:  # the failed status below is recorded all the same
                 log.error("could not delete partial %s rows: %s", spec.name, cleanup_error)
         self.record(status="failed", error=str(error)[:4000], finished_at=self.now(), seconds=seconds)
+
+
+def latest_succeeded_run(spark: SparkSession, warehouse: str, tenant: str, dataset: str,
+                         exclude_run_id: Optional[str] = None) -> Optional[dict[str, Any]]:
+    """Return the ledger row of the data set's most recently finished succeeded run, or None.
+
+    `exclude_run_id` leaves out the run being made, so re-running a run id aligns it
+    with the run before it rather than with itself.
+    """
+    from pyspark.sql import functions as F
+
+    path = tables.table_path(warehouse, tables.RUNS)
+    if not tables.is_delta_table(spark, path):
+        return None
+    validate_identifier(tenant, "tenant id")
+    validate_identifier(dataset, "data set name")
+    runs = (
+        spark.read.format("delta").load(path)
+        .where((F.col("tenant") == tenant) & (F.col("dataset") == dataset) & (F.col("status") == "succeeded"))
+    )
+    if exclude_run_id is not None:
+        runs = runs.where(F.col("run_id") != validate_run_id(exclude_run_id))
+    row = runs.orderBy(F.col("finished_at").desc(), F.col("run_id").desc()).first()
+    return row.asDict() if row is not None else None
+
+
+def succeeded_run(spark: SparkSession, warehouse: str, tenant: str, dataset: str, run_id: str) -> dict[str, Any]:
+    """Return the ledger row of one succeeded run of the data set, or raise InputError saying what exists."""
+    from pyspark.sql import functions as F
+
+    from stratify_spark.errors import InputError
+
+    validate_run_id(run_id)
+    path = tables.table_path(warehouse, tables.RUNS)
+    row = None
+    if tables.is_delta_table(spark, path):
+        row = (
+            spark.read.format("delta").load(path)
+            .where((F.col("tenant") == validate_identifier(tenant, "tenant id")) & (F.col("run_id") == run_id))
+            .first()
+        )
+    if row is None:
+        raise InputError(f"run {run_id!r} of tenant {tenant!r} is not in the runs table; list the runs with "
+                         f"SELECT run_id, status FROM stratify.runs WHERE tenant = '{tenant}'")
+    if row["dataset"] != dataset:
+        raise InputError(f"run {run_id!r} belongs to data set {row['dataset']!r}, not {dataset!r}; "
+                         "compare and score runs of the same data set")
+    if row["status"] != "succeeded":
+        raise InputError(f"run {run_id!r} has status {row['status']!r}, not 'succeeded'; "
+                         f"only finished runs can be used (error: {row['error']})")
+    return row.asDict()

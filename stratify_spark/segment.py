@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 import uuid
@@ -22,6 +23,9 @@ from stratify_spark.keys import RECORD_KEY_COLUMN
 from stratify_spark.logs import context_logger
 from stratify_spark.profiles import PROFILE_COLUMNS, format_segment_table, segment_profiles, summarize_segments
 from stratify_spark.runs import RunLedger
+from stratify_spark.stable_keys import assign_segment_keys, key_rows_df
+from stratify_spark.k_sweep import run_k_sweep
+from stratify_spark.stability import run_stability, write_run_evaluation
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +47,21 @@ class RunResult:
     metrics: dict[str, Optional[float]] = field(default_factory=dict)
     silhouette_distance: str = ""
     segments: list[dict] = field(default_factory=list)
+    segment_keys: dict[int, str] = field(default_factory=dict)
     seconds: float = 0.0
+    # k_chosen with its reason, and the k sweep and stability scores when the config declares them.
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
+            **self.evaluation,
             "job": "segment", "status": "succeeded", "tenant": self.tenant, "dataset": self.dataset,
             "run_id": self.run_id, "data_version": self.data_version, "algorithm": self.algorithm,
             "k_requested": self.k_requested, "k_produced": self.k_produced, "rows_input": self.rows_input,
             "rows_used": self.rows_used, "rows_dropped": self.rows_dropped, "metrics": self.metrics,
             "silhouette_distance": self.silhouette_distance,
             "segment_sizes": {str(segment["segment_id"]): segment["size"] for segment in self.segments},
+            "segment_keys": {str(segment_id): key for segment_id, key in sorted(self.segment_keys.items())},
             "seconds": self.seconds,
         }
 
@@ -124,7 +133,15 @@ def run_segment(
             raise InputError(f"{where}: only {plan.rows_used} row(s) to segment but k is {params.k}; "
                              f"lower k to at most {plan.rows_used} or ingest more rows")
 
-        clustering = fit(features, params)
+        # Optional k sweep: fit every k of the declared range, then segment with the k the criterion picks.
+        sweep = None
+        if segment_config.k_sweep is not None:
+            sweep = run_k_sweep(features, params, segment_config.k_sweep, plan.rows_used, log)
+            params = params.model_copy(update={"k": sweep.chosen_k})
+            log.info("k sweep chose k=%d: %s", sweep.chosen_k, sweep.reason)
+
+        # The sweep already fitted the chosen k with the same parameters and seed, so its model is reused.
+        clustering = sweep.fits[sweep.chosen_k] if sweep is not None else fit(features, params)
         dimensions = len(plan.features)
         # Cached after the fit, not before it: assignments, profiles and silhouette all reuse it.
         assigned = assign(features, clustering, params.distance_measure, dimensions).persist(StorageLevel.MEMORY_AND_DISK)
@@ -139,11 +156,23 @@ def run_segment(
             "iterations": float(clustering.iterations) if clustering.iterations is not None else None,
         }
 
+        # Stable keys: this run's segments matched to the previous succeeded run of the data set.
+        produced_ids = sorted({row[SEGMENT_COLUMN] for row in profile_rows})
+        segment_keys = assign_segment_keys(
+            spark, warehouse, config.tenant, config.dataset, run_id,
+            assigned.select(RECORD_KEY_COLUMN, SEGMENT_COLUMN), produced_ids,
+            centres={segment_id: clustering.centres[segment_id] for segment_id in produced_ids},
+            to_scaled=plan.to_scaled, distance_measure=params.distance_measure,
+        )
+        log.info("segment keys (%s, reference run %s): %s", segment_keys.match_method,
+                 segment_keys.reference_run_id, {row.segment_key: row.status for row in segment_keys.rows})
+
         run_columns = [F.lit(config.tenant).alias("tenant"), F.lit(config.dataset).alias("dataset"),
                        F.lit(run_id).alias("run_id")]
         # TODO: re-using the run id of a rule run here leaves its run_rules, run_cut_points and run_scores rows.
         tables.replace_run_rows(spark, warehouse, tables.ASSIGNMENTS, config.tenant, run_id, assigned.select(
             *run_columns, F.col(RECORD_KEY_COLUMN).alias("record_key"), SEGMENT_COLUMN, DISTANCE_COLUMN,
+            segment_keys.key_column().alias("segment_key"),
         ))
         profile_df = spark.createDataFrame(
             [tuple(row[name] for name in PROFILE_COLUMNS) for row in profile_rows],
@@ -152,8 +181,26 @@ def run_segment(
         tables.replace_run_rows(spark, warehouse, tables.SEGMENT_PROFILES, config.tenant, run_id,
                                 profile_df.select(*run_columns, *PROFILE_COLUMNS,
                                                   F.lit(None).cast("string").alias("segment_name"),
-                                                  F.lit(None).cast("string").alias("rule")))
-        metric_rows = _metric_rows(metrics, silhouette_distance, params.k, k_produced, plan)
+                                                  F.lit(None).cast("string").alias("rule"),
+                                                  segment_keys.key_column().alias("segment_key")))
+        tables.replace_run_rows(spark, warehouse, tables.SEGMENT_KEYS, config.tenant, run_id,
+                                key_rows_df(spark, config.tenant, config.dataset, run_id, segment_keys))
+        model = {**plan.to_model(), "distance_measure": params.distance_measure, "centres": clustering.centres}
+        tables.replace_run_rows(spark, warehouse, tables.RUN_MODELS, config.tenant, run_id, tables.rows_df(
+            spark, tables.RUN_MODELS,
+            [{"tenant": config.tenant, "dataset": config.dataset, "run_id": run_id, "algorithm": params.name,
+              "distance_measure": params.distance_measure, "model": json.dumps(model)}],
+        ))
+        # Optional stability refits. The k sweep and stability tables are written here, and their metrics
+        # (k_chosen with its reason, stability scores) join run_metrics.
+        stability = None
+        if segment_config.stability is not None:
+            stability = run_stability(features, assigned.select(RECORD_KEY_COLUMN, SEGMENT_COLUMN), RECORD_KEY_COLUMN,
+                                      params, segment_config.stability, produced_ids, plan.rows_used, log)
+        evaluation_metrics, evaluation_summary = write_run_evaluation(
+            spark, warehouse, config.tenant, config.dataset, run_id, params.k, sweep, stability)
+
+        metric_rows = _metric_rows(metrics, silhouette_distance, params.k, k_produced, plan) + evaluation_metrics
         tables.replace_run_rows(spark, warehouse, tables.RUN_METRICS, config.tenant, run_id,
                                 spark.createDataFrame(metric_rows, "metric string, value double, detail string")
                                 .select(*run_columns, "metric", "value", "detail"))
@@ -170,8 +217,8 @@ def run_segment(
             tenant=config.tenant, dataset=config.dataset, run_id=run_id, data_version=version,
             algorithm=params.name, k_requested=params.k, k_produced=k_produced, rows_input=plan.rows_input,
             rows_used=plan.rows_used, rows_dropped=plan.rows_dropped, metrics=metrics, segments=summaries,
-            silhouette_distance=silhouette_distance,
-            seconds=seconds,
+            silhouette_distance=silhouette_distance, segment_keys=segment_keys.keys,
+            seconds=seconds, evaluation=evaluation_summary,
         )
     except Exception as error:
         log.error("segment failed: %s", error)

@@ -84,6 +84,7 @@ ASSIGNMENTS = TableSpec(
     _fields(
         ("tenant", T.StringType()), ("dataset", T.StringType()), ("run_id", T.StringType()),
         ("record_key", T.StringType()), ("segment_id", T.IntegerType()), ("distance", T.DoubleType()),
+        ("segment_key", T.StringType()),
     ),
     ("tenant", "run_id"),
 )
@@ -97,6 +98,7 @@ SEGMENT_PROFILES = TableSpec(
         ("min", T.DoubleType()), ("p25", T.DoubleType()), ("median", T.DoubleType()),
         ("p75", T.DoubleType()), ("max", T.DoubleType()), ("null_rate", T.DoubleType()),
         ("centre", T.DoubleType()), ("overall_mean", T.DoubleType()), ("z_score", T.DoubleType()),
+        ("segment_key", T.StringType()),
     ),
     ("tenant", "run_id"),
 )
@@ -159,9 +161,127 @@ ENTITY_BUILDS = TableSpec(
     ("tenant",),
 )
 
+
+# Stable segment keys: each run's segments matched to the previous succeeded run of the same data set.
+# A retired segment (in the reference run, matched by none of this run's) has a null segment_id.
+SEGMENT_KEYS = TableSpec(
+    "segment_keys",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("run_id", T.StringType()),
+        ("segment_id", T.IntegerType()), ("segment_key", T.StringType()), ("reference_run_id", T.StringType()),
+        ("reference_segment_key", T.StringType()), ("status", T.StringType()), ("overlap", T.DoubleType()),
+        ("centre_distance", T.DoubleType()), ("match_method", T.StringType()),
+    ),
+    ("tenant", "run_id"),
+)
+
+# The frozen model of a clustering run: feature transforms, scaling and centres in scaled space, as JSON.
+RUN_MODELS = TableSpec(
+    "run_models",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("run_id", T.StringType()),
+        ("algorithm", T.StringType()), ("distance_measure", T.StringType()), ("model", T.StringType()),
+    ),
+    ("tenant", "run_id"),
+)
+
+# One row per compared pair of runs, with agreement scores.
+COMPARISONS = TableSpec(
+    "comparisons",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("compare_id", T.StringType()),
+        ("run_a", T.StringType()), ("run_b", T.StringType()), ("data_version_a", T.LongType()),
+        ("data_version_b", T.LongType()), ("algorithm_a", T.StringType()), ("algorithm_b", T.StringType()),
+        ("rows_a", T.LongType()), ("rows_b", T.LongType()), ("rows_both", T.LongType()),
+        ("rows_only_a", T.LongType()), ("rows_only_b", T.LongType()), ("adjusted_rand_index", T.DoubleType()),
+        ("adjusted_mutual_info", T.DoubleType()), ("created_at", T.TimestampType()),
+    ),
+    ("tenant", "compare_id"),
+)
+
+# The migration matrix: rows in segment a of run a and segment b of run b. A null side means "not in that run".
+COMPARISON_MIGRATIONS = TableSpec(
+    "comparison_migrations",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("compare_id", T.StringType()),
+        ("segment_id_a", T.IntegerType()), ("segment_key_a", T.StringType()), ("segment_id_b", T.IntegerType()),
+        ("segment_key_b", T.StringType()), ("rows", T.LongType()), ("share_of_a", T.DoubleType()),
+    ),
+    ("tenant", "compare_id"),
+)
+
+# Per stable segment key: size and share in each run, and how far its centre moved (clustering runs).
+COMPARISON_SEGMENTS = TableSpec(
+    "comparison_segments",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("compare_id", T.StringType()),
+        ("segment_key", T.StringType()), ("segment_id_a", T.IntegerType()), ("segment_id_b", T.IntegerType()),
+        ("size_a", T.LongType()), ("size_b", T.LongType()), ("share_a", T.DoubleType()), ("share_b", T.DoubleType()),
+        ("size_change", T.LongType()), ("share_change", T.DoubleType()), ("centre_drift", T.DoubleType()),
+        ("centre_change", T.MapType(T.StringType(), T.DoubleType())),
+    ),
+    ("tenant", "compare_id"),
+)
+
+# Record keys present in only one of the two compared runs.
+COMPARISON_ONLY_ROWS = TableSpec(
+    "comparison_only_rows",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("compare_id", T.StringType()),
+        ("record_key", T.StringType()), ("present_in", T.StringType()), ("segment_id", T.IntegerType()),
+        ("segment_key", T.StringType()),
+    ),
+    ("tenant", "compare_id"),
+)
+
+# Rows scored against an earlier run's frozen model, without refitting.
+SCORES = TableSpec(
+    "scores",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("score_id", T.StringType()),
+        ("model_run_id", T.StringType()), ("data_version", T.LongType()), ("record_key", T.StringType()),
+        ("segment_id", T.IntegerType()), ("segment_key", T.StringType()), ("distance", T.DoubleType()),
+        ("second_distance", T.DoubleType()), ("margin", T.DoubleType()), ("is_outlier", T.BooleanType()),
+        ("outlier_threshold", T.DoubleType()), ("scored_at", T.TimestampType()),
+    ),
+    ("tenant", "score_id"),
+)
+
 TABLES = (INGESTS, QUARANTINE, RUNS, ASSIGNMENTS, SEGMENT_PROFILES, RUN_METRICS, RUN_RULES, RUN_CUT_POINTS, RUN_SCORES,
-          ENTITY_BUILDS)
-RUN_RESULT_TABLES = (ASSIGNMENTS, SEGMENT_PROFILES, RUN_METRICS)
+          ENTITY_BUILDS, SEGMENT_KEYS, RUN_MODELS, COMPARISONS, COMPARISON_MIGRATIONS, COMPARISON_SEGMENTS,
+          COMPARISON_ONLY_ROWS, SCORES)
+RUN_RESULT_TABLES = (ASSIGNMENTS, SEGMENT_PROFILES, RUN_METRICS, SEGMENT_KEYS, RUN_MODELS)
+
+# One row per k of a run's k sweep. chosen marks the k the run segmented with, and reason explains the choice.
+RUN_K_SWEEP = TableSpec(
+    "run_k_sweep",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("run_id", T.StringType()),
+        ("k", T.IntegerType()), ("k_produced", T.IntegerType()), ("cost", T.DoubleType()),
+        ("silhouette", T.DoubleType()), ("davies_bouldin", T.DoubleType()), ("calinski_harabasz", T.DoubleType()),
+        ("iterations", T.IntegerType()), ("seconds", T.DoubleType()), ("criterion", T.StringType()),
+        ("chosen", T.BooleanType()), ("reason", T.StringType()),
+    ),
+    ("tenant", "run_id"),
+)
+
+# Stability of a run: per subsample refit, the adjusted Rand index against the full fit (scope 'run') and,
+# per segment of the full fit, its best Jaccard overlap with a refit segment (scope 'segment').
+# Rows with a null subsample are means over all subsamples.
+RUN_STABILITY = TableSpec(
+    "run_stability",
+    _fields(
+        ("tenant", T.StringType()), ("dataset", T.StringType()), ("run_id", T.StringType()),
+        ("scope", T.StringType()), ("segment_id", T.IntegerType()), ("subsample", T.IntegerType()),
+        ("rows", T.LongType()), ("adjusted_rand_index", T.DoubleType()), ("jaccard", T.DoubleType()),
+        ("matched_segment_id", T.IntegerType()), ("stable", T.BooleanType()),
+    ),
+    ("tenant", "run_id"),
+)
+
+TABLES = TABLES + (RUN_K_SWEEP, RUN_STABILITY)
+RUN_RESULT_TABLES = RUN_RESULT_TABLES + (RUN_K_SWEEP, RUN_STABILITY)
+COMPARISON_TABLES = (COMPARISONS, COMPARISON_MIGRATIONS, COMPARISON_SEGMENTS, COMPARISON_ONLY_ROWS)
 
 
 def table_path(warehouse: str, spec: TableSpec) -> str:
@@ -212,7 +332,10 @@ def retry_on_conflict(action: Callable[[], _T], what: str, attempts: int = 5) ->
                            what, attempt, attempts, str(error).splitlines()[0])
             time.sleep(0.5 * attempt)
         except Exception as error:  # Concurrent table creation surfaces as a plain analysis error.
-            if attempt == attempts or "already exists" not in str(error).lower():
+            # While another job creates the table, its folder has files but no commit yet.
+            message = str(error).lower()
+            created_concurrently = "already exists" in message or "is not empty and also not a delta table" in message
+            if attempt == attempts or not created_concurrently:
                 raise
             logger.warning("table %s was created concurrently (attempt %d of %d), retrying", what, attempt, attempts)
             time.sleep(0.5 * attempt)
@@ -243,29 +366,56 @@ def append_rows(spark: SparkSession, warehouse: str, spec: TableSpec, df: DataFr
     """Append rows to a shared table, in the table's column order."""
     path = ensure_table(spark, warehouse, spec)
     ordered = df.select(*[field.name for field in spec.schema.fields])
-    retry_on_conflict(lambda: ordered.write.format("delta").mode("append").save(path), spec.name)
+    retry_on_conflict(lambda: ordered.write.format("delta").mode("append").option("mergeSchema", "true").save(path),
+                      spec.name)
+
+
+def partition_predicate(spec: TableSpec, tenant: str, value: str) -> str:
+    """Return the predicate that selects one tenant's rows of one run, comparison or scoring.
+
+    The second partition column of `spec` (run_id, compare_id or score_id) is matched
+    to `value`; both ids are validated before they reach the SQL text.
+    """
+    validate_identifier(tenant, "tenant id")
+    validate_run_id(value)
+    column = spec.partition_by[1]
+    return f"tenant = '{tenant}' AND {column} = '{value}'"
 
 
 def replace_run_rows(spark: SparkSession, warehouse: str, spec: TableSpec, tenant: str, run_id: str,
                      df: DataFrame) -> None:
-    """Replace one run's rows in a shared table in one commit, leaving every other run untouched."""
+    """Replace one run's rows in a shared table in one commit, leaving every other run untouched.
+
+    For the comparison and score tables `run_id` is the compare or score id. Columns
+    added to a table's spec in a later release are added to an existing table here
+    (mergeSchema), so older warehouses keep working without a manual migration.
+    """
     path = ensure_table(spark, warehouse, spec)
     ordered = df.select(*[field.name for field in spec.schema.fields])
     writer = (
         ordered.write.format("delta").mode("overwrite")
-        .option("replaceWhere", run_predicate(tenant, run_id))
+        .option("replaceWhere", partition_predicate(spec, tenant, run_id))
+        .option("mergeSchema", "true")
     )
     retry_on_conflict(lambda: writer.save(path), spec.name)
 
 
 def delete_run_rows(spark: SparkSession, warehouse: str, spec: TableSpec, tenant: str, run_id: str) -> None:
-    """Delete one run's rows from a shared table, if the table exists."""
+    """Delete one run's (or comparison's, or scoring's) rows from a shared table, if the table exists."""
     from delta.tables import DeltaTable
 
     path = table_path(warehouse, spec)
     if is_delta_table(spark, path):
-        predicate = run_predicate(tenant, run_id)
+        predicate = partition_predicate(spec, tenant, run_id)
         retry_on_conflict(lambda: DeltaTable.forPath(spark, path).delete(predicate), spec.name)
+
+
+def read_run_rows(spark: SparkSession, warehouse: str, spec: TableSpec, tenant: str, run_id: str) -> DataFrame:
+    """Read one run's rows of a shared table; the filter on both partition columns prunes other runs' files."""
+    path = table_path(warehouse, spec)
+    if not is_delta_table(spark, path):
+        return spark.createDataFrame([], spec.schema)
+    return spark.read.format("delta").load(path).where(partition_predicate(spec, tenant, run_id))
 
 
 def rows_df(spark: SparkSession, spec: TableSpec, rows: list[dict]) -> DataFrame:
@@ -283,6 +433,41 @@ def registration_statements(table_paths: list[tuple[str, str]], schema_name: str
     return statements
 
 
+_RUN_COLUMNS = ", ".join(field.name for field in RUNS.schema.fields)
+
+# Views for analysts, each created only when the tables it reads exist.
+VIEWS = (
+    ("latest_runs", ("runs",), f"""
+        SELECT {_RUN_COLUMNS} FROM (
+            SELECT r.*, row_number() OVER (PARTITION BY tenant, dataset ORDER BY finished_at DESC, run_id DESC) AS rank
+            FROM {{schema}}.runs r WHERE status = 'succeeded'
+        ) WHERE rank = 1"""),
+    ("segment_summary", ("segment_profiles", "segment_keys", "runs"), """
+        SELECT p.tenant, p.dataset, p.run_id, r.algorithm, r.data_version, p.segment_id, p.segment_key,
+               p.segment_name, p.rule, p.size, p.share, k.status AS key_status,
+               k.reference_segment_key
+        FROM (SELECT DISTINCT tenant, dataset, run_id, segment_id, segment_key, segment_name, rule, size, share
+              FROM {schema}.segment_profiles) p
+        JOIN {schema}.runs r ON r.tenant = p.tenant AND r.run_id = p.run_id
+        LEFT JOIN {schema}.segment_keys k
+          ON k.tenant = p.tenant AND k.run_id = p.run_id AND k.segment_id = p.segment_id"""),
+    ("run_comparison", ("comparisons", "comparison_migrations"), """
+        SELECT c.tenant, c.dataset, c.compare_id, c.run_a, c.run_b, c.data_version_a, c.data_version_b,
+               c.adjusted_rand_index, c.adjusted_mutual_info, m.segment_key_a, m.segment_key_b, m.rows,
+               m.share_of_a
+        FROM {schema}.comparisons c
+        JOIN {schema}.comparison_migrations m ON m.tenant = c.tenant AND m.compare_id = c.compare_id"""),
+)
+
+
+def view_statements(existing: list[str], schema_name: str = SCHEMA_NAME) -> list[str]:
+    """Return the CREATE VIEW statements whose tables are all in `existing` (table names)."""
+    return [
+        f"CREATE OR REPLACE VIEW {schema_name}.{name} AS {body.format(schema=schema_name).strip()}"
+        for name, needs, body in VIEWS if set(needs) <= set(existing)
+    ]
+
+
 def register_tables(spark: SparkSession, warehouse: str, schema_name: str = SCHEMA_NAME) -> list[str]:
     """Register every existing shared table as `<schema>.<name>` by location; return the names.
 
@@ -292,6 +477,8 @@ def register_tables(spark: SparkSession, warehouse: str, schema_name: str = SCHE
     existing = [(spec.name, table_path(warehouse, spec)) for spec in TABLES
                 if is_delta_table(spark, table_path(warehouse, spec))]
     for statement in registration_statements(existing, schema_name):
+        spark.sql(statement)
+    for statement in view_statements([name for name, _ in existing], schema_name):
         spark.sql(statement)
     return [f"{schema_name}.{name}" for name, _ in existing]
 
@@ -313,7 +500,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not pairs:
         print(f"warning: no result tables under {warehouse}; run the jobs first or set STRATIFY_WAREHOUSE",
               file=sys.stderr)
-    for statement in registration_statements(pairs):
+    for statement in registration_statements(pairs) + view_statements([name for name, _ in pairs]):
         print(statement + ";")
     return 0
 
