@@ -13,11 +13,11 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from stratify_spark.casting import REASON_CODE_COLUMN, REASON_CODES, REASON_COLUMN, raw_values_map, tag_rows, validate_patterns
-from stratify_spark.config import DatasetConfig
+from stratify_spark.config import DatasetConfig, validate_run_id
 from stratify_spark.errors import ConfigError, InputError
 from stratify_spark.keys import EXISTING_KEY_COLUMN, RECORD_KEY_COLUMN, declared_key, mark_duplicates, with_generated_key
 from stratify_spark.logs import context_logger
-from stratify_spark.reader import SOURCE_FILE_COLUMN, read_raw
+from stratify_spark.reader import SOURCE_FILE_COLUMN, explain_read_error, read_raw
 from stratify_spark import tables
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,18 @@ class IngestResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class AllRowsQuarantinedError(InputError):
+    """Every source row was quarantined for a reason other than a key already loaded.
+
+    The ingest fails without touching the data table, but its quarantine rows stay, so
+    that the user can see why each row was rejected. `counts` contains the ledger counts.
+    """
+
+    def __init__(self, message: str, counts: dict) -> None:
+        super().__init__(message)
+        self.counts = counts
 
 
 def new_ingest_id() -> str:
@@ -159,12 +171,16 @@ def run_ingest(
     """Ingest the source files into the tenant data set table; record the ingest in `ingests`.
 
     Quarantined rows are written before the data, so a failure in between loses no
-    row. A failed ingest has its quarantine rows removed again and is recorded as failed.
+    row. A failed ingest is recorded as failed, its data write (if any) is undone, and
+    its quarantine rows are removed again, except when every row was quarantined: then
+    they stay to show why. A source without data rows, or whose rows were all
+    quarantined, leaves the data table unchanged.
     """
     mode = mode or config.ingest.mode
     if mode not in ("append", "overwrite"):
         raise ConfigError(f"invalid ingest mode {mode!r}; allowed: append, overwrite")
-    ingest_id = ingest_id or new_ingest_id()
+    ingest_id = validate_run_id(ingest_id or new_ingest_id(), "ingest id")
+    _check_ingest_id_unused(spark, warehouse, config, ingest_id)
     log = context_logger(logger, config.tenant, config.dataset, ingest_id)
     started = time.monotonic()
     started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -176,6 +192,8 @@ def run_ingest(
         "source_path": source_path, "started_at": started_at,
     }
     wrote_quarantine = False
+    written_version: Optional[int] = None
+    previous_version: Optional[int] = None
     try:
         validate_patterns(spark, config)
         raw = read_raw(spark, config, source_path)
@@ -205,12 +223,19 @@ def run_ingest(
         tables.append_rows(spark, warehouse, tables.QUARANTINE, quarantined_rows(observed, config, ingest_id, started_at))
         counts = observation.get
         log.info("quarantine written: rows_read=%d rows_ok=%d", counts["rows_read"], counts["rows_ok"])
-
-        rows_loaded, version, rows_replaced = _write_data(spark, config, loaded, path, mode, table_exists)
         reason_counts = {code: int(counts[code]) for code in REASON_CODES if counts[code]}
         rows_quarantined = sum(reason_counts.values())
+        if counts["rows_read"] == 0:
+            raise InputError(f"source {source_path!r} has no data rows (at most a header line); nothing was "
+                             "ingested and the data table is unchanged. Check the export that produced the file")
+        if counts["rows_ok"] == 0:
+            _reject_all_quarantined(source_path, ingest_id, counts["rows_read"], reason_counts)
+            rows_loaded, version, rows_replaced = 0, previous_version, 0
+            log.info("every row is a duplicate of a loaded key; the data table is unchanged")
+        else:
+            rows_loaded, version, rows_replaced = _write_data(spark, config, loaded, path, mode, table_exists)
+            written_version = version
         if rows_loaded != counts["rows_ok"] or counts["rows_read"] != rows_loaded + rows_quarantined:
-            _undo_data_write(spark, path, previous_version, log)
             raise InputError(
                 f"row counts do not add up: read {counts['rows_read']}, loaded {rows_loaded}, quarantined "
                 f"{rows_quarantined}; the source files probably changed during the ingest, so the data table "
@@ -237,15 +262,62 @@ def run_ingest(
                         result.rows_quarantined, result.rows_read, reason_counts, ingest_id)
         return result
     except Exception as error:
-        log.error("ingest failed: %s", error)
-        if wrote_quarantine:
+        explained = explain_read_error(error, source_path)
+        log.error("ingest failed: %s", explained or error)
+        if written_version is not None:
+            try:
+                _undo_data_write(spark, path, previous_version, written_version, log)
+            except Exception as cleanup_error:  # keep the original error, because the ledger records the failure
+                log.error("could not put the data table back after the failed ingest: %s", cleanup_error)
+        keeps_quarantine = isinstance(error, AllRowsQuarantinedError)
+        if wrote_quarantine and not keeps_quarantine:
             try:
                 _delete_quarantine(spark, warehouse, config, ingest_id)
             except Exception as cleanup_error:  # keep the original error, because the ledger records the failure
                 log.error("could not remove quarantine rows of the failed ingest: %s", cleanup_error)
-        _record_ingest(spark, warehouse, {**ledger, "status": "failed", "error": str(error)[:4000],
+        counts = error.counts if keeps_quarantine else {}
+        _record_ingest(spark, warehouse, {**ledger, **counts, "status": "failed",
+                                          "error": str(explained or error)[:4000],
                                           "seconds": round(time.monotonic() - started, 3)})
+        if explained is not None:
+            raise explained from None
         raise
+
+
+def _check_ingest_id_unused(spark: SparkSession, warehouse: str, config: DatasetConfig, ingest_id: str) -> None:
+    """Raise ConfigError when the ledger already has an ingest of this data set with `ingest_id`.
+
+    A re-used id would mix two ingests' quarantine rows, and the clean-up of a failed
+    ingest deletes every quarantine row of its id.
+    """
+    path = tables.table_path(warehouse, tables.INGESTS)
+    if not tables.is_delta_table(spark, path):
+        return
+    earlier = (
+        spark.read.format("delta").load(path)
+        .filter((F.col("tenant") == config.tenant) & (F.col("dataset") == config.dataset)
+                & (F.col("ingest_id") == ingest_id))
+        .select("status", "started_at").limit(1).collect()
+    )
+    if earlier:
+        raise ConfigError(
+            f"ingest id {ingest_id!r} was already used for {config.tenant}/{config.dataset} (status "
+            f"{earlier[0]['status']}, started {earlier[0]['started_at']}); pass a new --ingest-id or omit it "
+            "to have one generated"
+        )
+
+
+def _reject_all_quarantined(source_path: str, ingest_id: str, rows_read: int, reason_counts: dict[str, int]) -> None:
+    """Raise AllRowsQuarantinedError unless every rejected row only repeats a key that is already loaded."""
+    if set(reason_counts) == {"duplicate_record_key"}:
+        return
+    raise AllRowsQuarantinedError(
+        f"all {rows_read} row(s) of {source_path!r} were quarantined ({reason_counts}), so the data table is "
+        f"unchanged. See why with SELECT reason, raw FROM stratify.quarantine WHERE ingest_id = '{ingest_id}', "
+        "then fix the file or the declared columns and ingest again",
+        {"rows_read": rows_read, "rows_loaded": 0, "rows_quarantined": sum(reason_counts.values()),
+         "duplicate_keys": reason_counts.get("duplicate_record_key", 0), "reason_counts": reason_counts},
+    )
 
 
 def _write_data(spark: SparkSession, config: DatasetConfig, loaded: DataFrame, path: str, mode: str,
@@ -253,15 +325,18 @@ def _write_data(spark: SparkSession, config: DatasetConfig, loaded: DataFrame, p
     """Write the loaded rows as one Delta commit; return rows written, the new version and rows replaced."""
     from delta.tables import DeltaTable
 
-    upsert = table_exists and mode == "append" and config.key is not None and config.key.duplicates == "keep_last"
-    if upsert:
-        (
+    keyed_append = table_exists and mode == "append" and config.key is not None
+    upsert = keyed_append and config.key.duplicates == "keep_last"
+    if keyed_append:
+        # A MERGE, unlike a blind append, reads the table. Delta therefore rejects it when another
+        # ingest added rows in the meantime, so two ingests at once cannot both load the same key.
+        merge = (
             DeltaTable.forPath(spark, path).alias("t")
             .merge(loaded.alias("s"), f"t.{RECORD_KEY_COLUMN} = s.{RECORD_KEY_COLUMN}")
-            .whenMatchedUpdateAll()
-            .whenNotMatchedInsertAll()
-            .execute()
         )
+        if upsert:
+            merge = merge.whenMatchedUpdateAll()
+        merge.whenNotMatchedInsertAll().execute()
     else:
         writer = loaded.write.format("delta").mode(mode)
         if mode == "overwrite":
@@ -270,7 +345,7 @@ def _write_data(spark: SparkSession, config: DatasetConfig, loaded: DataFrame, p
 
     version, metrics = tables.latest_commit(spark, path)
     replaced = 0
-    if upsert:
+    if keyed_append:
         replaced = int(metrics.get("numTargetRowsUpdated", 0))
         written = int(metrics.get("numTargetRowsInserted", 0)) + replaced
     else:
@@ -278,10 +353,23 @@ def _write_data(spark: SparkSession, config: DatasetConfig, loaded: DataFrame, p
     return written, version, replaced
 
 
-def _undo_data_write(spark: SparkSession, path: str, previous_version: Optional[int], log) -> None:
-    """Put the data table back as it was before this ingest: restore the old version, or empty a new table."""
+def _undo_data_write(spark: SparkSession, path: str, previous_version: Optional[int], written_version: int,
+                     log) -> None:
+    """Put the data table back as it was before this ingest: restore the old version, or empty a new table.
+
+    Nothing is restored when another writer committed between the version this ingest
+    started from and the current one, because a restore would also undo that commit.
+    The error log then names the versions.
+    """
     from delta.tables import DeltaTable
 
+    latest = tables.current_version(spark, path)
+    expected = 0 if previous_version is None else previous_version + 1
+    if latest != written_version or written_version != expected:
+        log.error("data table %s was changed by another writer (this ingest started from version %s, wrote "
+                  "version %s, latest is %s), so it was not put back; remove this ingest's rows by hand",
+                  path, previous_version, written_version, latest)
+        return
     table = DeltaTable.forPath(spark, path)
     if previous_version is None:
         table.delete()

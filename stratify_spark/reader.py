@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import glob
 import logging
+import re
+from typing import Optional
 from urllib.parse import urlparse
 
 from pyspark.sql import DataFrame, SparkSession
@@ -41,6 +43,23 @@ def check_source_exists(path: str) -> None:
         raise InputError(f"source path not found: {path!r}; pass an existing file, folder or glob with --source")
 
 
+def explain_read_error(error: BaseException, path: str) -> Optional[InputError]:
+    """Return an InputError for a source file that Spark failed to read for a known reason, else None.
+
+    Spark checks each CSV file's header only when a task reads the file, so a file whose
+    header differs from the first file's fails inside a later write with a long JVM trace.
+    """
+    text = str(error)
+    if "CSV header does not conform to the schema" not in text:
+        return None
+    details = dict(re.findall(r"^\s*(Header|Schema|CSV file): (.*)$", text, flags=re.MULTILINE))
+    return InputError(
+        f"CSV file {details.get('CSV file', path)!r} has the header [{details.get('Header', '?')}] but the first "
+        f"file read has [{details.get('Schema', '?')}]. Every file of one ingest needs the same columns in the "
+        "same order; ingest the files separately or fix their headers"
+    )
+
+
 def _csv_reader(spark: SparkSession, config: DatasetConfig):
     options = config.source.csv_options
     return (
@@ -58,14 +77,42 @@ def _csv_reader(spark: SparkSession, config: DatasetConfig):
     )
 
 
-def _source_header(spark: SparkSession, config: DatasetConfig, path: str) -> list[str]:
-    """Return the column names of the source: the CSV header as Spark names it, or the declared order."""
+def _source_header(spark: SparkSession, config: DatasetConfig, path: str) -> tuple[list[str], list[str]]:
+    """Return the column names of the source as Spark names them, and the header exactly as written.
+
+    Without a header line both are the declared source names, in declared order.
+    """
     options = config.source.csv_options
     if not options.header:
-        return [column.source_name for column in config.columns]
-    header = _csv_reader(spark, config).load(path).columns
-    # Spark 4.2 drops a UTF-8 byte-order mark itself; this strip only guards readers that keep it.
-    return [name.lstrip("\ufeff") for name in header]
+        declared = [column.source_name for column in config.columns]
+        return declared, declared
+    reader = _csv_reader(spark, config)
+    # Spark 4.2 drops a UTF-8 byte-order mark itself; these strips only guard readers that keep it.
+    names = [name.lstrip("\ufeff") for name in reader.load(path).columns]
+    first_line = reader.option("header", False).load(path).first()
+    written = [(value or "").lstrip("\ufeff") for value in first_line] if first_line is not None else []
+    return names, written
+
+
+def _check_headers_match(spark: SparkSession, config: DatasetConfig, path: str, written: list[str]) -> None:
+    """Raise InputError naming the files that have no line equal to the first file's header.
+
+    Used only when Spark cannot compare the headers itself because it renamed repeated
+    or blank names. The check reads every file once more.
+    """
+    schema = T.StructType([T.StructField(f"_h{index}", T.StringType(), True) for index in range(len(written))])
+    lines = _csv_reader(spark, config).option("header", False).schema(schema).load(path)
+    is_header = F.lit(True)
+    for index, name in enumerate(written):
+        is_header = is_header & F.coalesce(F.col(f"_h{index}") == F.lit(name), F.lit(name == ""))
+    per_file = lines.groupBy(F.col("_metadata.file_path").alias("file")).agg(F.max(is_header).alias("has_header"))
+    different = [row["file"] for row in per_file.filter(~F.col("has_header")).orderBy("file").limit(5).collect()]
+    if different:
+        raise InputError(
+            f"CSV files under {path!r} do not share one header: {different} lack the header {written}. "
+            "Every file of one ingest needs the same columns in the same order; ingest them separately "
+            "or fix their headers"
+        )
 
 
 def read_raw(spark: SparkSession, config: DatasetConfig, path: str) -> DataFrame:
@@ -78,13 +125,18 @@ def read_raw(spark: SparkSession, config: DatasetConfig, path: str) -> DataFrame
 
     try:
         if source_format == "csv":
-            header = _source_header(spark, config, path)
+            header, written = _source_header(spark, config, path)
             schema = T.StructType(
                 [T.StructField(name, T.StringType(), True) for name in header]
                 + [T.StructField(CORRUPT_COLUMN, T.StringType(), True)]
             )
             # enforceSchema=False makes Spark check every file's header against the first file's.
-            df = _csv_reader(spark, config).option("enforceSchema", False).schema(schema).load(path)
+            # Spark compares the header as written with the schema, so a header whose repeated or
+            # blank names Spark renamed (a,a -> a0,a1) would never match: check those files here.
+            renamed = header != written
+            df = _csv_reader(spark, config).option("enforceSchema", renamed).schema(schema).load(path)
+            if renamed and len(df.inputFiles()) > 1:
+                _check_headers_match(spark, config, path, written)
         elif source_format == "json":
             header = [column.source_name for column in config.columns]
             schema = T.StructType(
