@@ -2,6 +2,8 @@
 # spark-submit from .venv with the cached Delta jars; all arguments go to spark-submit.
 #   scripts/submit.sh jobs/ingest.py --config conf/demo.yaml
 # Set SPARK_MASTER (default local[*]) or pass --master before the job file.
+# On a cluster, ship the package with --py-files before the job file:
+#   scripts/submit.sh --master spark://127.0.0.1:7077 --py-files "$(scripts/package.sh)" jobs/ingest.py ...
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 if [ ! -x "$root/.venv/bin/spark-submit" ]; then

@@ -89,6 +89,10 @@ def build_session(
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
+    if master and master.startswith("local") and "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # A local session needs no other interface. The JVM that pyspark starts reads
+        # SPARK_LOCAL_IP for its driver and UI addresses, else it binds to the host's address.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     spark = configure_builder(builder, resolve_warehouse(warehouse), extra_conf).getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("STRATIFY_SPARK_LOG_LEVEL", "WARN"))
     _check_delta_available(spark)
