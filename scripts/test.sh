@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec .venv/bin/python -m pytest "$@"
+# Test files are spread over PYTEST_WORKERS processes (default 2), each with its own Spark
+# session; --dist loadfile keeps a file's module fixtures in one process.
+exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -28,6 +29,8 @@ from stratify_spark.k_sweep import run_k_sweep
 from stratify_spark.stability import run_stability, write_run_evaluation
 
 logger = logging.getLogger(__name__)
+
+WRITE_THREADS = 3
 
 
 @dataclass
@@ -169,41 +172,60 @@ def run_segment(
 
         run_columns = [F.lit(config.tenant).alias("tenant"), F.lit(config.dataset).alias("dataset"),
                        F.lit(run_id).alias("run_id")]
-        # TODO: re-using the run id of a rule run here leaves its run_rules, run_cut_points and run_scores rows.
-        tables.replace_run_rows(spark, warehouse, tables.ASSIGNMENTS, config.tenant, run_id, assigned.select(
-            *run_columns, F.col(RECORD_KEY_COLUMN).alias("record_key"), SEGMENT_COLUMN, DISTANCE_COLUMN,
-            segment_keys.key_column().alias("segment_key"),
-        ))
-        profile_df = spark.createDataFrame(
-            [tuple(row[name] for name in PROFILE_COLUMNS) for row in profile_rows],
-            _profile_schema(),
-        )
-        tables.replace_run_rows(spark, warehouse, tables.SEGMENT_PROFILES, config.tenant, run_id,
-                                profile_df.select(*run_columns, *PROFILE_COLUMNS,
-                                                  F.lit(None).cast("string").alias("segment_name"),
-                                                  F.lit(None).cast("string").alias("rule"),
-                                                  segment_keys.key_column().alias("segment_key")))
-        tables.replace_run_rows(spark, warehouse, tables.SEGMENT_KEYS, config.tenant, run_id,
-                                key_rows_df(spark, config.tenant, config.dataset, run_id, segment_keys))
-        model = {**plan.to_model(), "distance_measure": params.distance_measure, "centres": clustering.centres}
-        tables.replace_run_rows(spark, warehouse, tables.RUN_MODELS, config.tenant, run_id, tables.rows_df(
-            spark, tables.RUN_MODELS,
-            [{"tenant": config.tenant, "dataset": config.dataset, "run_id": run_id, "algorithm": params.name,
-              "distance_measure": params.distance_measure, "model": json.dumps(model)}],
-        ))
-        # Optional stability refits. The k sweep and stability tables are written here, and their metrics
-        # (k_chosen with its reason, stability scores) join run_metrics.
+        # Optional stability refits, computed before the writes so that their metrics join run_metrics.
         stability = None
         if segment_config.stability is not None:
             stability = run_stability(features, assigned.select(RECORD_KEY_COLUMN, SEGMENT_COLUMN), RECORD_KEY_COLUMN,
                                       params, segment_config.stability, produced_ids, plan.rows_used, log)
-        evaluation_metrics, evaluation_summary = write_run_evaluation(
-            spark, warehouse, config.tenant, config.dataset, run_id, params.k, sweep, stability)
+        profile_df = spark.createDataFrame(
+            [tuple(row[name] for name in PROFILE_COLUMNS) for row in profile_rows],
+            _profile_schema(),
+        )
+        model = {**plan.to_model(), "distance_measure": params.distance_measure, "centres": clustering.centres}
 
-        metric_rows = _metric_rows(metrics, silhouette_distance, params.k, k_produced, plan) + evaluation_metrics
-        tables.replace_run_rows(spark, warehouse, tables.RUN_METRICS, config.tenant, run_id,
-                                spark.createDataFrame(metric_rows, "metric string, value double, detail string")
-                                .select(*run_columns, "metric", "value", "detail"))
+        def write_assignments() -> None:
+            # TODO: re-using the run id of a rule run here leaves its run_rules, run_cut_points and run_scores rows.
+            tables.replace_run_rows(spark, warehouse, tables.ASSIGNMENTS, config.tenant, run_id, assigned.select(
+                *run_columns, F.col(RECORD_KEY_COLUMN).alias("record_key"), SEGMENT_COLUMN, DISTANCE_COLUMN,
+                segment_keys.key_column().alias("segment_key"),
+            ))
+
+        def write_profiles() -> None:
+            tables.replace_run_rows(spark, warehouse, tables.SEGMENT_PROFILES, config.tenant, run_id,
+                                    profile_df.select(*run_columns, *PROFILE_COLUMNS,
+                                                      F.lit(None).cast("string").alias("segment_name"),
+                                                      F.lit(None).cast("string").alias("rule"),
+                                                      segment_keys.key_column().alias("segment_key")))
+
+        def write_keys() -> None:
+            tables.replace_run_rows(spark, warehouse, tables.SEGMENT_KEYS, config.tenant, run_id,
+                                    key_rows_df(spark, config.tenant, config.dataset, run_id, segment_keys))
+
+        def write_model() -> None:
+            tables.replace_run_rows(spark, warehouse, tables.RUN_MODELS, config.tenant, run_id, tables.rows_df(
+                spark, tables.RUN_MODELS,
+                [{"tenant": config.tenant, "dataset": config.dataset, "run_id": run_id, "algorithm": params.name,
+                  "distance_measure": params.distance_measure, "model": json.dumps(model)}],
+            ))
+
+        def write_evaluation_and_metrics() -> dict[str, Any]:
+            # The k sweep and stability tables first: their metrics (k_chosen with its reason) join run_metrics.
+            evaluation_metrics, evaluation_summary = write_run_evaluation(
+                spark, warehouse, config.tenant, config.dataset, run_id, params.k, sweep, stability)
+            metric_rows = _metric_rows(metrics, silhouette_distance, params.k, k_produced, plan) + evaluation_metrics
+            tables.replace_run_rows(spark, warehouse, tables.RUN_METRICS, config.tenant, run_id,
+                                    spark.createDataFrame(metric_rows, "metric string, value double, detail string")
+                                    .select(*run_columns, "metric", "value", "detail"))
+            return evaluation_summary
+
+        # Each table gets its own commit and none depends on another, so they are written a few at a time,
+        # as rule runs do (see rule_segment._write_results for the measured gain).
+        with ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="segment-run-write") as pool:
+            evaluation_future = pool.submit(write_evaluation_and_metrics)
+            futures = [pool.submit(action) for action in (write_assignments, write_profiles, write_keys, write_model)]
+        for future in futures:
+            future.result()
+        evaluation_summary = evaluation_future.result()
 
         seconds = round(time.monotonic() - started, 3)
         ledger.record(status="succeeded", finished_at=ledger.now(), seconds=seconds, rows_input=plan.rows_input,

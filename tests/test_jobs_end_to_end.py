@@ -327,8 +327,10 @@ def test_segment_profile_values(spark, pipeline):
 def test_segment_metrics_table(spark, pipeline):
     metrics = {row["metric"]: row for row in run_rows(spark, pipeline["warehouse"], "run_metrics", "run-1").collect()}
 
-    assert set(metrics) == {"training_cost", "silhouette", "iterations", "k_requested", "k_produced", "rows_input",
-                            "rows_used", "rows_dropped"}
+    assert set(metrics) == {"training_cost", "silhouette", "iterations", "k_requested", "k_chosen", "k_produced",
+                            "rows_input", "rows_used", "rows_dropped"}
+    assert metrics["k_chosen"]["value"] == 3.0
+    assert metrics["k_chosen"]["detail"] == "k from the config; the run has no k sweep"
     silhouette = metrics["silhouette"]
     assert silhouette["value"] is not None
     assert 0.5 < silhouette["value"] <= 1.0, silhouette["value"]
@@ -364,8 +366,8 @@ def test_rerun_replaces_results(spark, pipeline):
     assert len(profile_keys) == 9, profile_keys
     assert len(set(profile_keys)) == 9, profile_keys
     metric_names = sorted(row["metric"] for row in metrics)
-    assert metric_names == sorted(["training_cost", "silhouette", "iterations", "k_requested", "k_produced",
-                                   "rows_input", "rows_used", "rows_dropped"])
+    assert metric_names == sorted(["training_cost", "silhouette", "iterations", "k_requested", "k_chosen",
+                                   "k_produced", "rows_input", "rows_used", "rows_dropped"])
 
 
 # --- failures ---------------------------------------------------------------------------------------
