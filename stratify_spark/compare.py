@@ -113,8 +113,8 @@ def segment_changes(profiles_a: list[dict], profiles_b: list[dict], model_b: Opt
     """Pair the two runs' segments by stable key: size and share change, and centre movement.
 
     Profiles are collected profile rows (one per segment and feature, small). Centre
-    drift is the Euclidean distance between the two centres in run b's scaled space,
-    and `centre_change` is b minus a per feature in original units; both are null
+    drift is the Euclidean distance between the two centres in run b's scaled space.
+    `centre_change` is b minus a per feature, in original units. Both are null
     unless both runs are clustering runs on the same features.
     """
     def by_key(rows: list[dict]) -> dict[str, dict]:

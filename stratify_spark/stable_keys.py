@@ -187,8 +187,8 @@ def assign_segment_keys(
     """Match this run's segments to the previous succeeded run and return their stable keys.
 
     `current` has record_key and segment_id. `centres` are this run's centres in scaled
-    space by segment id; `to_scaled` maps a previous centre given in original units by
-    feature name into that space, or returns None when the features differ. `rules`
+    space by segment id. `to_scaled` maps a previous centre, given in original units by
+    feature name, into that space, and returns None when the features differ. `rules`
     maps a rule run's segment ids to (name, rule text): a segment whose name and rule
     are the same as in the previous run keeps its key whatever the overlap, because
     the rule, not the customers in it, defines the segment.

@@ -139,7 +139,8 @@ def test_compare_matrix_and_agreement(spark, history, capsys):
     assert sum(cell["rows"] for cell in only_b) == 10
     # The five moved customers were in group a's segment and are now in group c's.
     key_a, key_c = before["a00"][1], before["c00"][1]
-    assert after["c00"][1] == key_c and after["a10"][1] == key_a
+    assert after["c00"][1] == key_c
+    assert after["a10"][1] == key_a
     moved = {(cell["segment_key_a"], cell["segment_key_b"]): cell["rows"] for cell in in_both}
     assert moved[(key_a, key_c)] == 5
     assert summary["largest_flows"][0] == {"from": key_a, "to": key_c, "rows": 5, "share_of_from": 0.25}
@@ -175,10 +176,12 @@ def test_score_changed_rows_frozen_model(spark, history, tmp_path, capsys):
     assert sorted(rows) == sorted([f"b{i}" for i in range(20, 30)] + [f"a{i:02d}" for i in range(5)] + ["n01", "n02"])
     assert rows["n01"]["segment_key"] == before["b00"][1]
     assert rows["a00"]["segment_key"] == before["c00"][1]
-    assert rows["n02"]["is_outlier"] is True and rows["n01"]["is_outlier"] is False
+    assert rows["n02"]["is_outlier"] is True
+    assert rows["n01"]["is_outlier"] is False
     assert rows["n01"]["margin"] == pytest.approx(rows["n01"]["second_distance"] - rows["n01"]["distance"])
     assert rows["n01"]["margin"] > 0
-    assert summary["rows_scored"] == 17 and summary["rows_outliers"] >= 1
+    assert summary["rows_scored"] == 17
+    assert summary["rows_outliers"] >= 1
 
 
 def test_reproduce_gives_same_assignments(spark, history, capsys):

@@ -68,7 +68,7 @@ def test_unmatched_segment_gets_next_key():
 
 def test_same_rule_keeps_key_without_overlap():
     previous = {0: "S1", 1: "S2", 2: "S3"}
-    # The customers of rule segment 1 all moved to segment 0, and segment 1 now holds new ones.
+    # The customers of rule segment 1 all moved to segment 0, and segment 1 now contains new ones.
     flows = {(0, 0): 10, (1, 0): 10, (2, 2): 5}
 
     rows = plan_keys([0, 1, 2], previous, flows, None, next_number=4, fixed={0: 0, 1: 1, 2: 2})
