@@ -19,6 +19,7 @@ from stratify_spark.reader import CORRUPT_COLUMN, raw_column
 
 REASON_CODE_COLUMN = "reason_code"
 REASON_COLUMN = "reason"
+CHECK_COLUMN_PREFIX = "__check_"
 
 # Every reason code the ingest can give, in the order the checks run.
 REASON_CODES = (
@@ -170,12 +171,19 @@ def tag_rows(raw: DataFrame, config: DatasetConfig, encoding_checked: Optional[s
         typed.append(parsed.alias(spec.name))
 
     ordered = sorted(checks, key=lambda check: REASON_CODES.index(check.code))
+    # Each check becomes a boolean column first, and the reason chains below read those columns.
+    # Written as one expression, the chains repeat every parse inside nested CASE WHEN branches,
+    # and Spark cannot share work between branches. Tagging 1M rows of 9 columns then took 23 s,
+    # against 4.4 s in this form (2 cores).
+    flag_names = [f"{CHECK_COLUMN_PREFIX}{index}" for index in range(len(ordered))]
+    flagged = raw.select("*", *typed, *[check.fails.alias(name) for check, name in zip(ordered, flag_names)])
     reason_code = F.lit(None).cast("string")
     reason = F.lit(None).cast("string")
-    for check in reversed(ordered):
-        reason_code = F.when(check.fails, F.lit(check.code)).otherwise(reason_code)
-        reason = F.when(check.fails, check.message).otherwise(reason)
-    return raw.select("*", *typed, reason_code.alias(REASON_CODE_COLUMN), reason.alias(REASON_COLUMN))
+    for check, name in reversed(list(zip(ordered, flag_names))):
+        reason_code = F.when(F.col(name), F.lit(check.code)).otherwise(reason_code)
+        reason = F.when(F.col(name), check.message).otherwise(reason)
+    return flagged.select(*raw.columns, *[spec.name for spec in config.columns],
+                          reason_code.alias(REASON_CODE_COLUMN), reason.alias(REASON_COLUMN))
 
 
 def raw_values_map(config: DatasetConfig) -> Column:

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 INGEST_ID_COLUMN = "ingest_id"
 INGESTED_AT_COLUMN = "ingested_at"
+RAW_VALUES_COLUMN = "_raw_values"
 SAMPLE_SIZE = 5
 
 
@@ -102,8 +104,31 @@ def loaded_rows(tagged: DataFrame, config: DatasetConfig, ingest_id: str, ingest
     )
 
 
+def narrowed_rows(tagged: DataFrame, config: DatasetConfig) -> DataFrame:
+    """Keep only what the quarantine and data writes read: typed columns, key, lineage and reasons.
+
+    The raw text is kept only for rejected rows, as the map the quarantine stores.
+    A persisted copy of a large source then stores each good value once.
+    """
+    key_columns = [RECORD_KEY_COLUMN] if RECORD_KEY_COLUMN in tagged.columns else []
+    existing = [EXISTING_KEY_COLUMN] if EXISTING_KEY_COLUMN in tagged.columns else []
+    return tagged.select(
+        *key_columns,
+        *[column.name for column in config.columns],
+        SOURCE_FILE_COLUMN,
+        *existing,
+        REASON_CODE_COLUMN,
+        REASON_COLUMN,
+        F.when(F.col(REASON_CODE_COLUMN).isNotNull(), raw_values_map(config)).alias(RAW_VALUES_COLUMN),
+    )
+
+
 def quarantined_rows(tagged: DataFrame, config: DatasetConfig, ingest_id: str, ingested_at: dt.datetime) -> DataFrame:
-    """Select the rows that do not fit, in the layout of the quarantine table."""
+    """Select the rows that do not fit, in the layout of the quarantine table.
+
+    `tagged` is the output of `tag_source` or of `narrowed_rows`.
+    """
+    raw = F.col(RAW_VALUES_COLUMN) if RAW_VALUES_COLUMN in tagged.columns else raw_values_map(config)
     return tagged.filter(F.col(REASON_CODE_COLUMN).isNotNull()).select(
         F.lit(config.tenant).alias("tenant"),
         F.lit(config.dataset).alias("dataset"),
@@ -111,7 +136,7 @@ def quarantined_rows(tagged: DataFrame, config: DatasetConfig, ingest_id: str, i
         F.col(SOURCE_FILE_COLUMN).alias("source_file"),
         F.col(REASON_CODE_COLUMN).alias("reason_code"),
         F.col(REASON_COLUMN).alias("reason"),
-        raw_values_map(config).alias("raw"),
+        raw.alias("raw"),
         F.lit(ingested_at).cast("timestamp").alias("quarantined_at"),
     )
 
@@ -192,6 +217,7 @@ def run_ingest(
         "source_path": source_path, "started_at": started_at,
     }
     wrote_quarantine = False
+    tagged: Optional[DataFrame] = None
     written_version: Optional[int] = None
     previous_version: Optional[int] = None
     try:
@@ -203,7 +229,9 @@ def run_ingest(
         existing_keys = None
         if config.key is not None and table_exists and mode == "append":
             existing_keys = spark.read.format("delta").load(path).select(RECORD_KEY_COLUMN)
-        tagged = tag_source(raw, config, existing_keys)
+        # The duplicate check, the quarantine write and the data write each read every row. Without
+        # the persisted copy each of them would parse the files and sort by key again.
+        tagged = narrowed_rows(tag_source(raw, config, existing_keys), config).persist(StorageLevel.MEMORY_AND_DISK)
         if config.key is not None and config.key.duplicates == "fail":
             _fail_on_duplicates(tagged, config)
 
@@ -282,6 +310,9 @@ def run_ingest(
         if explained is not None:
             raise explained from None
         raise
+    finally:
+        if tagged is not None:
+            tagged.unpersist()
 
 
 def _check_ingest_id_unused(spark: SparkSession, warehouse: str, config: DatasetConfig, ingest_id: str) -> None:

@@ -37,7 +37,6 @@ from stratify_spark.stable_keys import SegmentKeys, assign_segment_keys, key_row
 
 logger = logging.getLogger(__name__)
 
-RULE_RUN_TABLES = tables.RUN_RESULT_TABLES + (tables.RUN_RULES, tables.RUN_CUT_POINTS, tables.RUN_SCORES)
 MATCH_COUNT_COLUMN = "_match_count"
 DEFAULT_RULE_TEXT = "(default: rows that match no rule)"
 WRITE_THREADS = 3
@@ -306,7 +305,7 @@ def run_rule_segment(
         )
     except Exception as error:
         log.error("rule run failed: %s", error)
-        ledger.record_failure(error, RULE_RUN_TABLES, round(time.monotonic() - started, 3), log)
+        ledger.record_failure(error, tables.ALL_RUN_TABLES, round(time.monotonic() - started, 3), log)
         raise
     finally:
         if assigned is not None:
@@ -422,8 +421,13 @@ def _write_results(spark: SparkSession, warehouse: str, config: DatasetConfig, r
                                 spark.createDataFrame(metric_rows, "metric string, value double, detail string")
                                 .select(*run_columns, "metric", "value", "detail"))
 
+    def clear_clustering_rows() -> None:
+        # A clustering run that used this run id before left rows that a rule run never writes.
+        for spec in (tables.RUN_MODELS, tables.RUN_K_SWEEP, tables.RUN_STABILITY):
+            tables.delete_run_rows(spark, warehouse, spec, tenant, run_id)
+
     actions = (write_assignments, write_scores, write_cut_points, write_profiles, write_rules, write_metrics,
-               write_keys)
+               write_keys, clear_clustering_rows)
     with ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="rule-run-write") as pool:
         futures = [pool.submit(action) for action in actions]
     for future in futures:

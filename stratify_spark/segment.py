@@ -184,7 +184,6 @@ def run_segment(
         model = {**plan.to_model(), "distance_measure": params.distance_measure, "centres": clustering.centres}
 
         def write_assignments() -> None:
-            # TODO: re-using the run id of a rule run here leaves its run_rules, run_cut_points and run_scores rows.
             tables.replace_run_rows(spark, warehouse, tables.ASSIGNMENTS, config.tenant, run_id, assigned.select(
                 *run_columns, F.col(RECORD_KEY_COLUMN).alias("record_key"), SEGMENT_COLUMN, DISTANCE_COLUMN,
                 segment_keys.key_column().alias("segment_key"),
@@ -208,6 +207,11 @@ def run_segment(
                   "distance_measure": params.distance_measure, "model": json.dumps(model)}],
             ))
 
+        def clear_rule_rows() -> None:
+            # A rule run that used this run id before left rows that a clustering run never writes.
+            for spec in (tables.RUN_RULES, tables.RUN_CUT_POINTS, tables.RUN_SCORES):
+                tables.delete_run_rows(spark, warehouse, spec, config.tenant, run_id)
+
         def write_evaluation_and_metrics() -> dict[str, Any]:
             # The k sweep and stability tables first: their metrics (k_chosen with its reason) join run_metrics.
             evaluation_metrics, evaluation_summary = write_run_evaluation(
@@ -222,7 +226,8 @@ def run_segment(
         # as rule runs do (see rule_segment._write_results for the measured gain).
         with ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="segment-run-write") as pool:
             evaluation_future = pool.submit(write_evaluation_and_metrics)
-            futures = [pool.submit(action) for action in (write_assignments, write_profiles, write_keys, write_model)]
+            futures = [pool.submit(action) for action in (write_assignments, write_profiles, write_keys, write_model,
+                                                         clear_rule_rows)]
         for future in futures:
             future.result()
         evaluation_summary = evaluation_future.result()
@@ -244,7 +249,7 @@ def run_segment(
         )
     except Exception as error:
         log.error("segment failed: %s", error)
-        ledger.record_failure(error, tables.RUN_RESULT_TABLES, round(time.monotonic() - started, 3), log)
+        ledger.record_failure(error, tables.ALL_RUN_TABLES, round(time.monotonic() - started, 3), log)
         raise
     finally:
         if assigned is not None:

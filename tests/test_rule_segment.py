@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 
 import pytest
 from pyspark.sql import functions as F
@@ -304,3 +305,38 @@ def test_cut_points_of_other_data_set_not_found(spark, warehouse_runs):
     with pytest.raises(ConfigError, match=r"cut_points_from 'rfm-v1' cannot be used because no such run exists for "
                                           r"shop/shoppers"):
         load_cut_points(spark, warehouse_runs["warehouse"], config, "rfm-v1", specs, "shop/shoppers run r9")
+
+
+# --- one run id used by both kinds of run -------------------------------------------------------------
+
+
+def run_count(spark, warehouse: str, spec, run_id: str) -> int:
+    path = tables.table_path(warehouse, spec)
+    if not tables.is_delta_table(spark, path):
+        return 0
+    return read(spark, warehouse, spec, run_id).count()
+
+
+def test_reused_run_id_clears_other_kind(spark, warehouse_runs, tmp_path):
+    warehouse = str(tmp_path / "warehouse")
+    shutil.copytree(warehouse_runs["warehouse"], warehouse)
+    rfm = warehouse_runs["config"]
+    kmeans_config = customers_config({"name": "kmeans", "k": 2, "seed": 1})
+    # c99 has no purchase, so no recency: the clustering run drops it.
+    kmeans_config["segment"]["features"] = [{"name": name, "missing": "drop"}
+                                            for name in ("recency_days", "frequency", "monetary")]
+    kmeans = parse_config(kmeans_config, "customers.yaml")
+    rule_only = (tables.RUN_RULES, tables.RUN_CUT_POINTS, tables.RUN_SCORES)
+    # 10 rules, 3 bands, and 3 scores for each of the 16 customers of build-2 (c99 included, with null scores).
+
+    run_segment(spark, rfm, warehouse, run_id="shared-id")
+    assert [run_count(spark, warehouse, spec, "shared-id") for spec in rule_only] == [10, 3, 48]
+    assert run_count(spark, warehouse, tables.RUN_MODELS, "shared-id") == 0
+
+    run_segment(spark, kmeans, warehouse, run_id="shared-id")
+    assert [run_count(spark, warehouse, spec, "shared-id") for spec in rule_only] == [0, 0, 0]
+    assert run_count(spark, warehouse, tables.RUN_MODELS, "shared-id") == 1
+
+    run_segment(spark, rfm, warehouse, run_id="shared-id")
+    assert [run_count(spark, warehouse, spec, "shared-id") for spec in rule_only] == [10, 3, 48]
+    assert run_count(spark, warehouse, tables.RUN_MODELS, "shared-id") == 0
