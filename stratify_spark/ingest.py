@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,7 @@ INGEST_ID_COLUMN = "ingest_id"
 INGESTED_AT_COLUMN = "ingested_at"
 RAW_VALUES_COLUMN = "_raw_values"
 SAMPLE_SIZE = 5
+ROWS_PER_FILE = 250_000
 
 
 @dataclass
@@ -261,7 +263,10 @@ def run_ingest(
             rows_loaded, version, rows_replaced = 0, previous_version, 0
             log.info("every row is a duplicate of a loaded key; the data table is unchanged")
         else:
-            rows_loaded, version, rows_replaced = _write_data(spark, config, loaded, path, mode, table_exists)
+            # The persisted rows keep the key sort's partitions, which would give a small table many tiny files.
+            files = max(1, math.ceil(counts["rows_ok"] / ROWS_PER_FILE))
+            rows_loaded, version, rows_replaced = _write_data(spark, config, loaded.coalesce(files), path, mode,
+                                                              table_exists)
             written_version = version
         if rows_loaded != counts["rows_ok"] or counts["rows_read"] != rows_loaded + rows_quarantined:
             raise InputError(

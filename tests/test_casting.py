@@ -576,3 +576,17 @@ def test_generated_key_stable_across_reads(spark, tmp_path):
 
     assert_df_equality(first, again, ignore_row_order=True)
     assert_df_equality(first, second, ignore_row_order=True)
+
+
+def test_small_ingest_writes_one_file(spark, tmp_path):
+    # Twenty keys spread over both shuffle partitions of the key check; the table still gets one file.
+    config = make_config([{"name": "id", "type": "string"}, {"name": "amount", "type": "integer"}],
+                         key={"columns": ["id"]})
+    path = write_file(tmp_path, "id,amount\n" + "".join(f"k{index},{index}\n" for index in range(20)))
+    warehouse = str(tmp_path / "warehouse")
+
+    result = run_ingest(spark, config, path, warehouse)
+
+    files = spark.read.format("delta").load(f"{warehouse}/datasets/acme/customers").inputFiles()
+    assert len(files) == 1
+    assert result.rows_loaded == 20
