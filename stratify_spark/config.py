@@ -552,6 +552,14 @@ class DatasetConfig(StrictModel):
         reserved = sorted(set(names) & RESERVED_COLUMNS)
         if reserved:
             raise ValueError(f"column names {reserved} are reserved for columns the ingest adds; rename them")
+        internal = sorted(name for name in names
+                          if name in INGEST_WORK_COLUMNS or name.startswith(INGEST_WORK_PREFIXES))
+        if internal:
+            raise ValueError(
+                f"column names {internal} are used by the ingest for its own work columns; rename them and keep "
+                f"the file's header with 'source', for example {{name: {internal[0].strip('_')}_value, "
+                f"source: {internal[0]}}}"
+            )
 
         by_name = {column.name: column for column in self.columns}
         if self.key is not None:
@@ -577,6 +585,13 @@ class DatasetConfig(StrictModel):
 
 
 RESERVED_COLUMNS = frozenset({"record_key", "source_file", "ingest_id", "ingested_at"})
+# Columns that exist only while the ingest tags rows (see casting, reader, keys and ingest). A declared
+# column of the same name would make them ambiguous. tests/test_config.py checks this list against them.
+INGEST_WORK_COLUMNS = frozenset({
+    "reason", "reason_code", "_corrupt_record", "_row_position", "_raw_values", "_is_existing_key",
+    "_duplicate_rank", "_content_hash",
+})
+INGEST_WORK_PREFIXES = ("_raw_", "__check_")
 
 
 def _check_entity_data_set(config: DatasetConfig, entity: EntityFeaturesConfig) -> None:

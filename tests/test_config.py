@@ -429,6 +429,27 @@ def test_reserved_column_name_rejected():
         parse_config(data)
 
 
+@pytest.mark.parametrize("name", ["reason", "reason_code", "_raw_0", "__check_3", "_corrupt_record"])
+def test_ingest_work_column_name_rejected(name):
+    data = config_with()
+    data["columns"].append({"name": name, "type": "string"})
+
+    with pytest.raises(ConfigError, match=rf"column names \['{name}'\] are used by the ingest") as raised:
+        parse_config(data)
+    assert "source: " + name in str(raised.value)
+
+
+def test_ingest_work_names_cover_constants():
+    from stratify_spark import casting, ingest, keys, reader
+    from stratify_spark.config import INGEST_WORK_COLUMNS, INGEST_WORK_PREFIXES
+
+    constants = {casting.REASON_COLUMN, casting.REASON_CODE_COLUMN, reader.CORRUPT_COLUMN, reader.ROW_POSITION_COLUMN,
+                 ingest.RAW_VALUES_COLUMN, keys.EXISTING_KEY_COLUMN, keys._DUPLICATE_RANK, keys._CONTENT_HASH}
+    assert constants == INGEST_WORK_COLUMNS
+    assert reader.raw_column(0).startswith(INGEST_WORK_PREFIXES)
+    assert f"{casting.CHECK_COLUMN_PREFIX}0".startswith(INGEST_WORK_PREFIXES)
+
+
 def test_column_name_with_space_rejected():
     data = config_with()
     data["columns"][1]["name"] = "First Name"
