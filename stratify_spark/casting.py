@@ -196,6 +196,10 @@ def raw_values_map(config: DatasetConfig) -> Column:
             seen.add(spec.source_name)
             keys.append(F.lit(spec.source_name))
             values.append(F.col(raw_column(index)))
-    keys.append(F.lit(CORRUPT_COLUMN))
+    # The malformed-row text goes under _corrupt_record, or under more underscores when a source column has that name.
+    marker = CORRUPT_COLUMN
+    while marker in seen:
+        marker = "_" + marker
+    keys.append(F.lit(marker))
     values.append(F.col(CORRUPT_COLUMN))
     return F.map_from_arrays(F.array(*keys), F.array(*values))

@@ -546,14 +546,16 @@ class DatasetConfig(StrictModel):
     @model_validator(mode="after")
     def _references_resolve(self) -> "DatasetConfig":
         names = [column.name for column in self.columns]
-        duplicated = sorted({name for name in names if names.count(name) > 1})
+        # Spark resolves column names ignoring case, so 'Region' and 'region' are the same column.
+        lowered = [name.lower() for name in names]
+        duplicated = sorted({name for name in names if lowered.count(name.lower()) > 1})
         if duplicated:
-            raise ValueError(f"column names must be unique; repeated: {', '.join(duplicated)}")
-        reserved = sorted(set(names) & RESERVED_COLUMNS)
+            raise ValueError(f"column names must be unique, ignoring case; repeated: {', '.join(duplicated)}")
+        reserved = sorted(name for name in names if name.lower() in RESERVED_COLUMNS)
         if reserved:
             raise ValueError(f"column names {reserved} are reserved for columns the ingest adds; rename them")
         internal = sorted(name for name in names
-                          if name in INGEST_WORK_COLUMNS or name.startswith(INGEST_WORK_PREFIXES))
+                          if name.lower() in INGEST_WORK_COLUMNS or name.lower().startswith(INGEST_WORK_PREFIXES))
         if internal:
             raise ValueError(
                 f"column names {internal} are used by the ingest for its own work columns; rename them and keep "

@@ -60,7 +60,15 @@ def explain_read_error(error: BaseException, path: str) -> Optional[InputError]:
     )
 
 
-def _csv_reader(spark: SparkSession, config: DatasetConfig):
+def _free_name(name: str, source_columns: list[str]) -> str:
+    """Return `name`, prefixed with underscores until no source column has it (compared as Spark does, ignoring case)."""
+    lowered = {column.lower() for column in source_columns}
+    while name.lower() in lowered:
+        name = "_" + name
+    return name
+
+
+def _csv_reader(spark: SparkSession, config: DatasetConfig, corrupt_column: str = CORRUPT_COLUMN):
     options = config.source.csv_options
     return (
         spark.read.format("csv")
@@ -72,7 +80,7 @@ def _csv_reader(spark: SparkSession, config: DatasetConfig):
         .option("multiLine", options.multi_line)
         .option("inferSchema", False)
         .option("mode", "PERMISSIVE")
-        .option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
+        .option("columnNameOfCorruptRecord", corrupt_column)
         .option("recursiveFileLookup", False)
     )
 
@@ -105,7 +113,7 @@ def _check_headers_match(spark: SparkSession, config: DatasetConfig, path: str, 
     is_header = F.lit(True)
     for index, name in enumerate(written):
         is_header = is_header & F.coalesce(F.col(f"_h{index}") == F.lit(name), F.lit(name == ""))
-    per_file = lines.groupBy(F.col("_metadata.file_path").alias("file")).agg(F.max(is_header).alias("has_header"))
+    per_file = lines.groupBy(lines.metadataColumn("_metadata").getField("file_path").alias("file")).agg(F.max(is_header).alias("has_header"))
     different = [row["file"] for row in per_file.filter(~F.col("has_header")).orderBy("file").limit(5).collect()]
     if different:
         raise InputError(
@@ -122,30 +130,35 @@ def read_raw(spark: SparkSession, config: DatasetConfig, path: str) -> DataFrame
     """
     check_source_exists(path)
     source_format = config.source.format
+    # A source column may itself be called _corrupt_record; Spark's marker then gets another name.
+    corrupt_column = CORRUPT_COLUMN
 
     try:
         if source_format == "csv":
             header, written = _source_header(spark, config, path)
+            corrupt_column = _free_name(CORRUPT_COLUMN, header)
             schema = T.StructType(
                 [T.StructField(name, T.StringType(), True) for name in header]
-                + [T.StructField(CORRUPT_COLUMN, T.StringType(), True)]
+                + [T.StructField(corrupt_column, T.StringType(), True)]
             )
             # enforceSchema=False makes Spark check every file's header against the first file's.
             # Spark compares the header as written with the schema, so a header whose repeated or
             # blank names Spark renamed (a,a -> a0,a1) would never match: check those files here.
             renamed = header != written
-            df = _csv_reader(spark, config).option("enforceSchema", renamed).schema(schema).load(path)
+            df = (_csv_reader(spark, config, corrupt_column).option("enforceSchema", renamed)
+                  .schema(schema).load(path))
             if renamed and len(df.inputFiles()) > 1:
                 _check_headers_match(spark, config, path, written)
         elif source_format == "json":
             header = [column.source_name for column in config.columns]
+            corrupt_column = _free_name(CORRUPT_COLUMN, header)
             schema = T.StructType(
                 [T.StructField(name, T.StringType(), True) for name in dict.fromkeys(header)]
-                + [T.StructField(CORRUPT_COLUMN, T.StringType(), True)]
+                + [T.StructField(corrupt_column, T.StringType(), True)]
             )
             df = (
                 spark.read.format("json").schema(schema)
-                .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
+                .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", corrupt_column)
                 .load(path)
             )
         else:
@@ -171,10 +184,11 @@ def read_raw(spark: SparkSession, config: DatasetConfig, path: str) -> DataFrame
         if source_format == "parquet":
             value = value.cast("string")
         selected.append(value.alias(raw_column(index)))
-    corrupt = F.col(CORRUPT_COLUMN) if source_format in ("csv", "json") else F.lit(None).cast("string")
+    corrupt = F.col(corrupt_column) if source_format in ("csv", "json") else F.lit(None).cast("string")
     return df.select(
         *selected,
         corrupt.alias(CORRUPT_COLUMN),
-        F.col("_metadata.file_path").alias(SOURCE_FILE_COLUMN),
+        # Through metadataColumn, because a source column called _metadata hides Spark's own.
+        df.metadataColumn("_metadata").getField("file_path").alias(SOURCE_FILE_COLUMN),
         F.monotonically_increasing_id().alias(ROW_POSITION_COLUMN),
     )

@@ -43,6 +43,9 @@ def configure_builder(
         "spark.sql.warehouse.dir": f"{warehouse}/spark-warehouse",
         # Dates and timestamps in source files carry no zone; parse them the same way everywhere.
         "spark.sql.session.timeZone": "UTC",
+        # With CSV column pruning, Spark skips the field count check when a file has columns the config
+        # does not declare, so a row with too few fields would load with nulls instead of being quarantined.
+        "spark.sql.csv.parser.columnPruning.enabled": "false",
     }
     # Defaults that spark-submit --conf may override. Delta rebuilds table state with
     # snapshotPartitions shuffle tasks (default 50). On 2 cores that made a one-row

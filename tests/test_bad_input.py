@@ -391,3 +391,33 @@ def test_missing_source_path_exit_code(spark, tmp_path, restore_package_logging)
     assert summary["error"].startswith("source path not found: ")
     assert "absent.csv" in summary["error"]
     assert [row["status"] for row in ingest_rows(spark, warehouse, "no-file")] == ["failed"]
+
+
+# --- source columns named like Spark's own ---------------------------------------------------------------
+
+
+def test_header_metadata_and_corrupt_columns(spark, tmp_path):
+    # _metadata would hide Spark's file metadata, and _corrupt_record is the name of Spark's malformed-row marker.
+    columns = [*CUSTOMER_COLUMNS, {"name": "note", "source": "_corrupt_record", "type": "string"}]
+    config = config_of(columns, key={"columns": ["id"]})
+    path = write(tmp_path, "odd.csv", "id,visits,_metadata,_corrupt_record\na,1,x,first\nb,2,y,second\nc,3,z\n")
+    warehouse = str(tmp_path / "warehouse")
+
+    result = run_ingest(spark, config, path, warehouse, ingest_id="ingest-odd")
+
+    loaded = spark.read.format("delta").load(tables.dataset_path(warehouse, "acme", "customers"))
+    rows = {row["id"]: (row["visits"], row["note"], row["source_file"]) for row in loaded.collect()}
+    assert rows == {"a": (1, "first", f"file:{path}"), "b": (2, "second", f"file:{path}")}
+    assert result.reason_counts == {"malformed_row": 1}
+    assert [row["raw"]["id"] for row in quarantine_rows(spark, warehouse, "ingest-odd")] == ["c"]
+
+
+def test_short_row_with_undeclared_column_quarantined(spark, tmp_path):
+    # The file's 'extra' column is not declared; the row with too few fields must still be malformed.
+    path = write(tmp_path, "short.csv", "id,visits,extra\na,1,x\nb,2\n")
+    warehouse = str(tmp_path / "warehouse")
+
+    result = run_ingest(spark, customers(), path, warehouse, ingest_id="ingest-short")
+
+    assert data_rows(spark, warehouse) == {"a": 1}
+    assert result.reason_counts == {"malformed_row": 1}

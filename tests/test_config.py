@@ -417,7 +417,7 @@ def test_duplicate_column_names_rejected():
     data = config_with()
     data["columns"].append({"name": "region", "type": "string"})
 
-    with pytest.raises(ConfigError, match=r"column names must be unique; repeated: region"):
+    with pytest.raises(ConfigError, match=r"column names must be unique, ignoring case; repeated: region"):
         parse_config(data)
 
 
@@ -581,3 +581,17 @@ def test_override_without_segment_rejected():
 
     with pytest.raises(ConfigError, match=r"tenant\.yaml: --algorithm and --k need a 'segment' section"):
         apply_overrides(config, "tenant.yaml", k=3)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("Reason", r"column names \['Reason'\] are used by the ingest"),
+    ("Record_Key", r"column names \['Record_Key'\] are reserved"),
+    ("__CHECK_0", r"column names \['__CHECK_0'\] are used by the ingest"),
+    ("REGION", r"column names must be unique, ignoring case; repeated: REGION, region"),
+])
+def test_column_names_compared_ignoring_case(name, message):
+    data = config_with()
+    data["columns"].append({"name": name, "type": "string"})
+
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
