@@ -473,11 +473,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/stratify-bench"),
                         help="folder for generated data and warehouses (default /tmp/stratify-bench)")
     parser.add_argument("--shuffle-partitions", type=int, default=4,
-                        help="spark.sql.shuffle.partitions; raise it for tens of millions of rows (default 4)")
+                        help="spark.sql.shuffle.partitions, to raise for tens of millions of rows (default 4)")
     parser.add_argument("--long-iterations", type=int, default=12,
-                        help="p2: iterations of the longer Spark fit; the shorter one runs 2 (default 12)")
+                        help="p2: iterations of the longer Spark fit, against 2 in the shorter one (default 12)")
     parser.add_argument("--repeats", type=int, default=2,
-                        help="p1: rounds, alternating which side runs first; each side keeps its best (default 2)")
+                        help="p1: rounds, alternating which side runs first, each side keeping its best (default 2)")
     parser.add_argument("--include-cached", action="store_true",
                         help="p1: also time bare MLlib on a cached input DataFrame, which is much slower")
     parser.add_argument("--skip-pandas", action="store_true", help="p3: time only the product side")

@@ -587,8 +587,8 @@ class DatasetConfig(StrictModel):
 
 
 RESERVED_COLUMNS = frozenset({"record_key", "source_file", "ingest_id", "ingested_at"})
-# Columns that exist only while the ingest tags rows (see casting, reader, keys and ingest). A declared
-# column of the same name would make them ambiguous. tests/test_config.py checks this list against them.
+# Work columns of the ingest (casting, reader, keys, ingest). A declared column of the same name would
+# make them ambiguous. tests/test_config.py checks this list against those modules' constants.
 INGEST_WORK_COLUMNS = frozenset({
     "reason", "reason_code", "_corrupt_record", "_row_position", "_raw_values", "_is_existing_key",
     "_duplicate_rank", "_content_hash",

@@ -130,7 +130,7 @@ def read_raw(spark: SparkSession, config: DatasetConfig, path: str) -> DataFrame
     """
     check_source_exists(path)
     source_format = config.source.format
-    # A source column may itself be called _corrupt_record; Spark's marker then gets another name.
+    # A source column may itself be called _corrupt_record, and then Spark's marker gets another name.
     corrupt_column = CORRUPT_COLUMN
 
     try:

@@ -396,7 +396,7 @@ def test_missing_source_path_exit_code(spark, tmp_path, restore_package_logging)
 # --- source columns named like Spark's own ---------------------------------------------------------------
 
 
-def test_header_metadata_and_corrupt_columns(spark, tmp_path):
+def test_spark_named_headers_load(spark, tmp_path):
     # _metadata would hide Spark's file metadata, and _corrupt_record is the name of Spark's malformed-row marker.
     columns = [*CUSTOMER_COLUMNS, {"name": "note", "source": "_corrupt_record", "type": "string"}]
     config = config_of(columns, key={"columns": ["id"]})
@@ -412,8 +412,8 @@ def test_header_metadata_and_corrupt_columns(spark, tmp_path):
     assert [row["raw"]["id"] for row in quarantine_rows(spark, warehouse, "ingest-odd")] == ["c"]
 
 
-def test_short_row_with_undeclared_column_quarantined(spark, tmp_path):
-    # The file's 'extra' column is not declared; the row with too few fields must still be malformed.
+def test_short_row_undeclared_column(spark, tmp_path):
+    # The file's 'extra' column is not declared, and the row with too few fields must still be malformed.
     path = write(tmp_path, "short.csv", "id,visits,extra\na,1,x\nb,2\n")
     warehouse = str(tmp_path / "warehouse")
 

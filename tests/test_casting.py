@@ -579,7 +579,7 @@ def test_generated_key_stable_across_reads(spark, tmp_path):
 
 
 def test_small_ingest_writes_one_file(spark, tmp_path):
-    # Twenty keys spread over both shuffle partitions of the key check; the table still gets one file.
+    # Twenty keys spread over both shuffle partitions of the key check, and the table still gets one file.
     config = make_config([{"name": "id", "type": "string"}, {"name": "amount", "type": "integer"}],
                          key={"columns": ["id"]})
     path = write_file(tmp_path, "id,amount\n" + "".join(f"k{index},{index}\n" for index in range(20)))
