@@ -19,7 +19,7 @@ from stratify_spark import tables
 from stratify_spark.clustering import DISTANCE_COLUMN, SEGMENT_COLUMN, assign, fit, silhouette
 from stratify_spark.config import DatasetConfig, validate_run_id
 from stratify_spark.errors import ConfigError, InputError
-from stratify_spark.features import apply_feature_plan, fit_feature_plan, with_raw_features
+from stratify_spark.features import apply_feature_plan, fit_feature_plan, scaled_feature, with_raw_features
 from stratify_spark.keys import RECORD_KEY_COLUMN
 from stratify_spark.logs import context_logger
 from stratify_spark.profiles import PROFILE_COLUMNS, format_segment_table, segment_profiles, summarize_segments
@@ -146,8 +146,13 @@ def run_segment(
         # The sweep already fitted the chosen k with the same parameters and seed, so its model is reused.
         clustering = sweep.fits[sweep.chosen_k] if sweep is not None else fit(features, params)
         dimensions = len(plan.features)
-        # Cached after the fit, not before it: assignments, profiles and silhouette all reuse it.
-        assigned = assign(features, clustering, params.distance_measure, dimensions).persist(StorageLevel.MEMORY_AND_DISK)
+        # Cached after the fit, not before it, because assignments, profiles and silhouette all reuse it.
+        # Only the distance reads the scaled columns, which repeat the vector, so they stay out of the cache.
+        assigned = (
+            assign(features, clustering, params.distance_measure, dimensions)
+            .drop(*[scaled_feature(index) for index in range(dimensions)])
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
 
         centres = [plan.to_original_units(centre) for centre in clustering.centres]
         profile_rows = [row.asDict() for row in segment_profiles(assigned, plan, centres).collect()]
