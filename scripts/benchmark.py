@@ -75,14 +75,23 @@ def machine() -> dict:
     }
 
 
-def session(warehouse: str, shuffle_partitions: int) -> SparkSession:
+def session(warehouse: str, shuffle_partitions: int, extra_conf: dict[str, str]) -> SparkSession:
     return build_session("stratify-benchmark", master="local[2]", warehouse=warehouse, extra_conf={
         "spark.ui.enabled": "false",
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.driver.memory": os.environ.get("BENCH_DRIVER_MEMORY", "6g"),
         "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        **extra_conf,
     })
+
+
+def spark_conf_pair(text: str) -> tuple[str, str]:
+    """Parse one --spark-conf KEY=VALUE argument."""
+    key, separator, value = text.partition("=")
+    if not separator or not key.startswith("spark."):
+        raise argparse.ArgumentTypeError(f"--spark-conf expects spark.KEY=VALUE, got {text!r}")
+    return key, value
 
 
 def timed(action: Callable[[], object]) -> tuple[float, object]:
@@ -481,11 +490,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--include-cached", action="store_true",
                         help="p1: also time bare MLlib on a cached input DataFrame, which is much slower")
     parser.add_argument("--skip-pandas", action="store_true", help="p3: time only the product side")
+    parser.add_argument("--spark-conf", type=spark_conf_pair, action="append", default=[], metavar="KEY=VALUE",
+                        help="extra Spark setting for the benchmark session; repeat for several")
     parser.add_argument("--output", type=Path, help="also append the JSON line to this file")
     args = parser.parse_args(argv)
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    spark = session(str(args.data_dir / "warehouse"), args.shuffle_partitions)
+    spark = session(str(args.data_dir / "warehouse"), args.shuffle_partitions, dict(args.spark_conf))
     warm_up(spark, args.data_dir)
     before = machine()
     started = time.perf_counter()
@@ -493,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "scenario": args.scenario, "rows": args.rows, "features": args.features, "k": args.k,
         "max_iter": args.max_iter, "tol": args.tol, "shuffle_partitions": args.shuffle_partitions,
+        "spark_conf": dict(args.spark_conf),
         "driver_memory": os.environ.get("BENCH_DRIVER_MEMORY", "6g"), "seconds": round(time.perf_counter() - started, 3),
         "machine": before, "load_after": list(os.getloadavg()), "figures": figures,
     }
