@@ -422,9 +422,7 @@ def _write_results(spark: SparkSession, warehouse: str, config: DatasetConfig, r
                                 .select(*run_columns, "metric", "value", "detail"))
 
     def clear_clustering_rows() -> None:
-        # A clustering run that used this run id before left rows that a rule run never writes.
-        for spec in (tables.RUN_MODELS, tables.RUN_K_SWEEP, tables.RUN_STABILITY):
-            tables.delete_run_rows(spark, warehouse, spec, tenant, run_id)
+        tables.delete_rows_of_run(spark, warehouse, tables.CLUSTERING_RUN_TABLES, tenant, run_id)
 
     actions = (write_assignments, write_scores, write_cut_points, write_profiles, write_rules, write_metrics,
                write_keys, clear_clustering_rows)

@@ -213,9 +213,7 @@ def run_segment(
             ))
 
         def clear_rule_rows() -> None:
-            # A rule run that used this run id before left rows that a clustering run never writes.
-            for spec in (tables.RUN_RULES, tables.RUN_CUT_POINTS, tables.RUN_SCORES):
-                tables.delete_run_rows(spark, warehouse, spec, config.tenant, run_id)
+            tables.delete_rows_of_run(spark, warehouse, tables.RULE_RUN_TABLES, config.tenant, run_id)
 
         def write_evaluation_and_metrics() -> dict[str, Any]:
             # The k sweep and stability tables first: their metrics (k_chosen with its reason) join run_metrics.

@@ -281,8 +281,12 @@ RUN_STABILITY = TableSpec(
 
 TABLES = TABLES + (RUN_K_SWEEP, RUN_STABILITY)
 RUN_RESULT_TABLES = RUN_RESULT_TABLES + (RUN_K_SWEEP, RUN_STABILITY)
+# Tables that only one kind of run writes. Each run clears the other kind's tables, because an earlier
+# run with the same id may have been of the other kind.
+RULE_RUN_TABLES = (RUN_RULES, RUN_CUT_POINTS, RUN_SCORES)
+CLUSTERING_RUN_TABLES = (RUN_MODELS, RUN_K_SWEEP, RUN_STABILITY)
 # Every table with rows per run, of either kind. A failed run of either kind clears its id in all of them.
-ALL_RUN_TABLES = RUN_RESULT_TABLES + (RUN_RULES, RUN_CUT_POINTS, RUN_SCORES)
+ALL_RUN_TABLES = RUN_RESULT_TABLES + RULE_RUN_TABLES
 COMPARISON_TABLES = (COMPARISONS, COMPARISON_MIGRATIONS, COMPARISON_SEGMENTS, COMPARISON_ONLY_ROWS)
 
 
@@ -410,6 +414,13 @@ def delete_run_rows(spark: SparkSession, warehouse: str, spec: TableSpec, tenant
     if is_delta_table(spark, path):
         predicate = partition_predicate(spec, tenant, run_id)
         retry_on_conflict(lambda: DeltaTable.forPath(spark, path).delete(predicate), spec.name)
+
+
+def delete_rows_of_run(spark: SparkSession, warehouse: str, specs: tuple[TableSpec, ...], tenant: str,
+                       run_id: str) -> None:
+    """Delete one run's rows from each of the tables in `specs` that exist."""
+    for spec in specs:
+        delete_run_rows(spark, warehouse, spec, tenant, run_id)
 
 
 def read_run_rows(spark: SparkSession, warehouse: str, spec: TableSpec, tenant: str, run_id: str) -> DataFrame:
