@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 
 from stratify_spark.config import ColumnSpec, DatasetConfig
 from stratify_spark.errors import ConfigError
-from stratify_spark.reader import CORRUPT_COLUMN, raw_column
+from stratify_spark.reader import CORRUPT_COLUMN, free_column_name, raw_column
 
 REASON_CODE_COLUMN = "reason_code"
 REASON_COLUMN = "reason"
@@ -195,9 +195,6 @@ def raw_values_map(config: DatasetConfig) -> Column:
             keys.append(F.lit(spec.source_name))
             values.append(F.col(raw_column(index)))
     # The malformed-row text goes under _corrupt_record, or under more underscores when a source column has that name.
-    marker = CORRUPT_COLUMN
-    while marker in seen:
-        marker = "_" + marker
-    keys.append(F.lit(marker))
+    keys.append(F.lit(free_column_name(CORRUPT_COLUMN, list(seen))))
     values.append(F.col(CORRUPT_COLUMN))
     return F.map_from_arrays(F.array(*keys), F.array(*values))

@@ -60,7 +60,7 @@ def explain_read_error(error: BaseException, path: str) -> Optional[InputError]:
     )
 
 
-def _free_name(name: str, source_columns: list[str]) -> str:
+def free_column_name(name: str, source_columns: list[str]) -> str:
     """Return `name`, prefixed with underscores until no source column has it (compared as Spark does, ignoring case)."""
     lowered = {column.lower() for column in source_columns}
     while name.lower() in lowered:
@@ -136,7 +136,7 @@ def read_raw(spark: SparkSession, config: DatasetConfig, path: str) -> DataFrame
     try:
         if source_format == "csv":
             header, written = _source_header(spark, config, path)
-            corrupt_column = _free_name(CORRUPT_COLUMN, header)
+            corrupt_column = free_column_name(CORRUPT_COLUMN, header)
             schema = T.StructType(
                 [T.StructField(name, T.StringType(), True) for name in header]
                 + [T.StructField(corrupt_column, T.StringType(), True)]
@@ -151,7 +151,7 @@ def read_raw(spark: SparkSession, config: DatasetConfig, path: str) -> DataFrame
                 _check_headers_match(spark, config, path, written)
         elif source_format == "json":
             header = [column.source_name for column in config.columns]
-            corrupt_column = _free_name(CORRUPT_COLUMN, header)
+            corrupt_column = free_column_name(CORRUPT_COLUMN, header)
             schema = T.StructType(
                 [T.StructField(name, T.StringType(), True) for name in dict.fromkeys(header)]
                 + [T.StructField(corrupt_column, T.StringType(), True)]
