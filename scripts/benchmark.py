@@ -90,7 +90,8 @@ def spark_conf_pair(text: str) -> tuple[str, str]:
     """Parse one --spark-conf KEY=VALUE argument."""
     key, separator, value = text.partition("=")
     if not separator or not key.startswith("spark."):
-        raise argparse.ArgumentTypeError(f"--spark-conf expects spark.KEY=VALUE, got {text!r}")
+        raise argparse.ArgumentTypeError(f"invalid --spark-conf {text!r}: expected spark.KEY=VALUE, "
+                                         "for example spark.io.compression.codec=zstd")
     return key, value
 
 
@@ -491,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="p1: also time bare MLlib on a cached input DataFrame, which is much slower")
     parser.add_argument("--skip-pandas", action="store_true", help="p3: time only the product side")
     parser.add_argument("--spark-conf", type=spark_conf_pair, action="append", default=[], metavar="KEY=VALUE",
-                        help="extra Spark setting for the benchmark session; repeat for several")
+                        help="extra Spark setting for the benchmark session, as spark.KEY=VALUE; repeat the option "
+                             "for several settings")
     parser.add_argument("--output", type=Path, help="also append the JSON line to this file")
     args = parser.parse_args(argv)
 
